@@ -1,0 +1,82 @@
+"""The `trackformers` command line.
+
+Each subcommand lives in the module that does its work; that module exposes
+`add_arguments(parser)` and `run(args) -> int | None`. Only the chosen command's module is
+imported, so `trackformers eval` starts without importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from trackformers.config import ConfigError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "demo": ("trackformers.engine.demo", "generate a synthetic video, track it with a built-in model, print metrics"),
+    "track": ("trackformers.engine.track", "track a video, image folder, webcam or MOT sequence/split; write MOT results"),
+    "train": ("trackformers.engine.train", "train a detector or tracker from a YAML config"),
+    "eval": ("trackformers.eval.cli", "evaluate MOT result files (HOTA, CLEAR, Identity) exactly as TrackEval"),
+    "synth": ("trackformers.data.synthetic", "write a synthetic MOT benchmark in the DanceTrack layout"),
+    "convert": ("trackformers.convert.cli", "convert an official checkpoint (.pth) to a trackformers one"),
+    "bench": ("trackformers.engine.bench", "run the built-in speed / accuracy benchmarks"),
+}
+
+
+class UsageError(Exception):
+    """Bad command-line usage: reported as one line, exit code 2."""
+
+
+def _parser_for(name: str, prog: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} {name}",
+        description=(module.__doc__ or COMMANDS[name][1]).strip().splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
+    return parser
+
+
+def _top_help(prog: str) -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: {prog} COMMAND [options]   ({prog} COMMAND --help for a command's options)", "",
+             "End-to-end multi-object tracking with transformers.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "trackformers"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_help(prog))
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from trackformers import __version__
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"{prog}: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    parser = _parser_for(name, prog)
+    args = parser.parse_args(argv[1:])  # argparse prints one line and exits 2 on bad usage
+    try:
+        return int(args._run(args) or 0)
+    except (UsageError, ConfigError) as e:
+        print(f"{prog} {name}: error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        # Data errors (missing files, malformed rows) are one clear line, not a traceback.
+        print(f"{prog} {name}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog} {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

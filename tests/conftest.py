@@ -1,0 +1,16 @@
+import os
+
+import pytest
+
+# Keep the suite predictable on the 2-core CI machine.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    """The ../shared folder beside the checkout (fixtures of the official code)."""
+    if not os.path.isdir(SHARED):
+        pytest.skip("../shared is not beside this checkout")
+    return SHARED
