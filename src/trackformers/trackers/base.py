@@ -1,0 +1,314 @@
+"""What every query-based tracker shares: the live-track state and its arithmetic.
+
+A tracker's per-frame step (the same code in training and inference, DESIGN.md "One tracker,
+two modes") reads a `TrackState`, runs the decoder on detect queries + the state's track
+queries, and produces the next `TrackState`. Around that step this module provides:
+
+- `TrackState`: one row per track query, every per-row tensor with the same first dimension;
+  indexing, concatenation and `.to()` are written once here for all fields (and for any
+  method-specific `memory` tensors).
+- `runtime_update`: births, misses and deaths at inference as mask arithmetic (no Python loop
+  over tracks), with ids drawn from a per-sequence counter so they are never reused.
+- `match_tracklets`: tracklet-aware label assignment for training (a track keeps the target
+  with its identity; new objects are Hungarian-matched to the candidate queries).
+- `ClipLoss`: the collective average loss (every frame's loss terms summed, divided once by the
+  number of supervised objects of the whole clip/batch, averaged over processes).
+
+Nothing here is specific to one method: MOTR, MeMOTR and later trackers differ in how they
+build queries, update them between frames and set their thresholds, not in this bookkeeping.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+# Per-row tensor fields of TrackState, in declaration order (`memory` is handled alongside).
+_ROW_FIELDS = ("ids", "queries", "refs", "embeds", "boxes", "logits", "scores", "misses", "ages",
+               "gt_idx", "iou")
+
+
+@dataclass
+class TrackState:
+    """The rows (track queries) a tracker carries from one frame to the next.
+
+    Every tensor has the same first dimension n (the number of rows); rows are ordered as they
+    enter the decoder after the detect queries.
+
+    ids:     (n,) int64 track id; -1 for a row that is not (or no longer) a track, e.g. a
+             false-positive query inserted in training or a freshly added detect query.
+             At inference ids come from `next_id` (never reused); in training they are the
+             ground-truth identities the rows are assigned to.
+    queries: (n, Dq) the query embedding fed to the decoder (method-defined layout, e.g. MOTR:
+             positional half ++ content half, Dq = 2C).
+    refs:    (n, R) reference point (R=2) or box (R=4) in the space the method's decoder
+             expects (MOTR: inverse-sigmoid of the box centre).
+    embeds:  (n, C) last decoder layer output of this row in the latest frame.
+    boxes:   (n, 4) latest predicted box, normalised cxcywh.
+    logits:  (n, K) latest class logits.
+    scores:  (n,) latest score the runtime thresholds compare (method-defined, e.g. sigmoid of
+             the first logit, or of the max logit).
+    misses:  (n,) int64 consecutive frames the track was missed (official `disappear_time`).
+    ages:    (n,) int64 frames since the track was born (0 in its first frame).
+    gt_idx:  (n,) int64 training: index of the assigned target in the current frame, -1 if none.
+    iou:     (n,) training: IoU of `boxes` with the assigned target (0 if none).
+    memory:  method-specific per-row tensors (e.g. MeMOTR's long-term memory), each with first
+             dimension n; indexed, concatenated and moved with the rest.
+    next_id: the next id to hand out in this sequence (a counter, not a row).
+    """
+
+    ids: Tensor
+    queries: Tensor
+    refs: Tensor
+    embeds: Tensor
+    boxes: Tensor
+    logits: Tensor
+    scores: Tensor
+    misses: Tensor
+    ages: Tensor
+    gt_idx: Tensor
+    iou: Tensor
+    memory: dict[str, Tensor] = field(default_factory=dict)
+    next_id: int = 0
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def new_rows(cls, queries: Tensor, refs: Tensor, embed_dim: int, num_classes: int,
+                 memory: dict[str, Tensor] | None = None, next_id: int = 0) -> TrackState:
+        """Rows for fresh queries (ids -1, zero embeddings/boxes/logits/scores/counters)."""
+        n, device, dtype = len(queries), queries.device, queries.dtype
+        return cls(
+            ids=torch.full((n,), -1, dtype=torch.long, device=device),
+            queries=queries, refs=refs,
+            embeds=torch.zeros(n, embed_dim, device=device, dtype=dtype),
+            boxes=torch.zeros(n, 4, device=device, dtype=dtype),
+            logits=torch.zeros(n, num_classes, device=device, dtype=dtype),
+            scores=torch.zeros(n, device=device, dtype=dtype),
+            misses=torch.zeros(n, dtype=torch.long, device=device),
+            ages=torch.zeros(n, dtype=torch.long, device=device),
+            gt_idx=torch.full((n,), -1, dtype=torch.long, device=device),
+            iou=torch.zeros(n, device=device, dtype=dtype),
+            memory=dict(memory or {}), next_id=next_id)
+
+    @classmethod
+    def empty(cls, query_dim: int, ref_dim: int, embed_dim: int, num_classes: int,
+              memory_dims: dict[str, tuple[int, ...]] | None = None,
+              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> TrackState:
+        """A state with no rows: the start of every sequence (`memory_dims`: per-row shapes)."""
+        memory = {k: torch.zeros((0, *s), device=device, dtype=dtype) for k, s in (memory_dims or {}).items()}
+        return cls.new_rows(torch.zeros(0, query_dim, device=device, dtype=dtype),
+                            torch.zeros(0, ref_dim, device=device, dtype=dtype),
+                            embed_dim, num_classes, memory)
+
+    # -- one implementation of the per-row plumbing ---------------------------------------
+    def map(self, fn: Callable[[Tensor], Tensor]) -> TrackState:
+        """A new state with `fn` applied to every per-row tensor (fields and memory)."""
+        rows = {name: fn(getattr(self, name)) for name in _ROW_FIELDS}
+        return TrackState(**rows, memory={k: fn(v) for k, v in self.memory.items()}, next_id=self.next_id)
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def __getitem__(self, index: Tensor | slice | int) -> TrackState:
+        """Rows selected by a boolean mask, an index tensor or a slice (an int keeps the dim)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return self.map(lambda t: t[index])
+
+    def to(self, *args, **kwargs) -> TrackState:
+        """`Tensor.to` on every row tensor; integer fields keep their dtype when casting."""
+        def move(t: Tensor) -> Tensor:
+            if t.is_floating_point():
+                return t.to(*args, **kwargs)
+            dtype_free = [a for a in args if not isinstance(a, torch.dtype)]
+            return t.to(*dtype_free, **{k: v for k, v in kwargs.items() if k != "dtype"})
+        return self.map(move)
+
+    def detach(self) -> TrackState:
+        return self.map(Tensor.detach)
+
+    def replace(self, **changes) -> TrackState:
+        """A copy with some fields replaced (`dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def cat(states: list[TrackState]) -> TrackState:
+        """Rows of all states, in order; memory keys must agree; the id counter is the max."""
+        states = list(states)
+        if not states:
+            raise ValueError("TrackState.cat: nothing to concatenate")
+        keys = set(states[0].memory)
+        for s in states[1:]:
+            if set(s.memory) != keys:
+                raise ValueError(f"TrackState.cat: memory keys differ ({sorted(keys)} vs {sorted(s.memory)})")
+        rows = {name: torch.cat([getattr(s, name) for s in states]) for name in _ROW_FIELDS}
+        memory = {k: torch.cat([s.memory[k] for s in states]) for k in states[0].memory}
+        return TrackState(**rows, memory=memory, next_id=max(s.next_id for s in states))
+
+    @property
+    def active(self) -> Tensor:
+        """(n,) bool: rows that are tracks (id >= 0)."""
+        return self.ids >= 0
+
+
+# ---------------------------------------------------------------------------------------
+# Inference: births, misses, deaths as mask arithmetic
+# ---------------------------------------------------------------------------------------
+def assign_new_ids(ids: Tensor, born: Tensor, next_id: int) -> tuple[Tensor, int]:
+    """Give the rows in `born` consecutive new ids in row order, starting at `next_id`.
+
+    Returns the new ids tensor and the updated counter. Equivalent to looping over the rows
+    and handing out `next_id++` to each born row, without the loop.
+    """
+    order = torch.cumsum(born.long(), 0) - 1  # 0, 1, ... among born rows, in row order
+    ids = torch.where(born, next_id + order, ids)
+    return ids, next_id + int(born.sum())
+
+
+def runtime_update(state: TrackState, birth_thresh: float, keep_thresh: float, miss_thresh: float,
+                   miss_tolerance: int, candidates: Tensor | None = None) -> TrackState:
+    """One frame of the inference lifecycle on `state.scores` (official runtime trackers).
+
+    - misses reset to 0 for every row with score >= keep_thresh;
+    - a candidate row (default: id == -1) with score >= birth_thresh is born with a new id;
+    - a track (id >= 0 before this frame) with score < miss_thresh is missed once more; once
+      its misses reach `miss_tolerance` its id becomes -1 (dead; the caller drops it);
+    - ages: 0 for the newborn, +1 for every other track.
+    MOTR: birth 0.7, keep 0.7, miss 0.6 (scores in [0.6, 0.7) neither reset nor count).
+    MeMOTR: birth = det threshold, keep = miss = track threshold.
+    """
+    ids, scores = state.ids, state.scores
+    tracked = ids >= 0
+    if candidates is None:
+        candidates = ids == -1
+    misses = torch.where(scores >= keep_thresh, torch.zeros_like(state.misses), state.misses)
+    born = candidates & ~tracked & (scores >= birth_thresh)
+    missed = tracked & (scores < miss_thresh)
+    misses = misses + missed.long()
+    dead = missed & (misses >= miss_tolerance)
+    ids, next_id = assign_new_ids(ids, born, state.next_id)
+    ids = torch.where(dead, torch.full_like(ids, -1), ids)
+    ages = torch.where(born, torch.zeros_like(state.ages), state.ages + tracked.long())
+    return state.replace(ids=ids, misses=misses, ages=ages, next_id=next_id)
+
+
+def report_mask(state: TrackState, score_thresh: float, min_area: float = 0.0,
+                image_size: tuple[int, int] | None = None) -> Tensor:
+    """(n,) bool: tracks to report this frame: id >= 0, score > thresh, pixel area > min_area.
+
+    image_size (h, w) gives the pixel scale of the normalised boxes for the area test.
+    """
+    keep = (state.ids >= 0) & (state.scores > score_thresh)
+    if min_area > 0:
+        if image_size is None:
+            raise ValueError("report_mask: min_area needs image_size")
+        h, w = image_size
+        # The originals compute the area from xyxy pixel corners; the same rounding here.
+        cx, cy, bw, bh = state.boxes.unbind(-1)
+        x1, x2 = (cx - 0.5 * bw) * w, (cx + 0.5 * bw) * w
+        y1, y2 = (cy - 0.5 * bh) * h, (cy + 0.5 * bh) * h
+        keep &= (x2 - x1) * (y2 - y1) > min_area
+    return keep
+
+
+# ---------------------------------------------------------------------------------------
+# Training: tracklet-aware label assignment and the collective average loss
+# ---------------------------------------------------------------------------------------
+Matcher = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""matcher(logits (Q, K), boxes (Q, 4), target labels (M,), target boxes (M, 4))
+-> (query indices, target indices) of a minimum-cost one-to-one assignment."""
+
+
+@dataclass
+class Assignment:
+    """Result of `match_tracklets` for one frame.
+
+    gt_idx: (n,) int64 target index per row, -1 for background.
+    ids:    (n,) int64 row ids after the frame: tracks keep theirs, newly matched candidates
+            take their target's id, others stay as they were.
+    num_disappeared: number of tracks whose identity is absent from this frame (the collective
+            average loss counts them as samples, as the original does).
+    """
+
+    gt_idx: Tensor
+    ids: Tensor
+    num_disappeared: int
+
+
+def track_targets(ids: Tensor, target_ids: Tensor) -> Tensor:
+    """(n,) index of the target whose id equals each row's id; -1 where none (or id < 0)."""
+    if len(target_ids) == 0 or len(ids) == 0:
+        return torch.full_like(ids, -1)
+    same = (ids[:, None] == target_ids[None, :]) & (ids[:, None] >= 0)
+    return torch.where(same.any(1), same.long().argmax(1), torch.full_like(ids, -1))
+
+
+def match_tracklets(ids: Tensor, candidates: Tensor, logits: Tensor, boxes: Tensor,
+                    target: dict, matcher: Matcher) -> Assignment:
+    """Tracklet-aware assignment of one frame's rows to its targets.
+
+    ids: (n,) current row ids (>= 0: a track that keeps the target with its identity).
+    candidates: (n,) bool rows that may take a new object (MOTR: every row with id -1,
+        i.e. detect queries and inserted false positives; MeMOTR: the detect queries).
+    logits, boxes: (n, K), (n, 4) the predictions the Hungarian matcher compares (one layer).
+    target: dict with `ids` (m,), `labels` (m,), `boxes` (m, 4) cxcywh.
+    Targets claimed by a track are not offered to the candidates.
+    """
+    tracked = (ids >= 0) & ~candidates
+    gt_idx = track_targets(torch.where(tracked, ids, torch.full_like(ids, -1)), target["ids"])
+    num_disappeared = int((tracked & (gt_idx < 0)).sum())
+    claimed = torch.zeros(len(target["ids"]), dtype=torch.bool, device=ids.device)
+    claimed[gt_idx[gt_idx >= 0]] = True
+    free_t = torch.nonzero(~claimed).flatten()
+    cand = torch.nonzero(candidates).flatten()
+    ids = ids.clone()
+    if len(free_t) and len(cand):
+        qi, ti = matcher(logits[cand], boxes[cand], target["labels"][free_t], target["boxes"][free_t])
+        rows, tgts = cand[qi.to(cand.device)], free_t[ti.to(free_t.device)]
+        gt_idx[rows] = tgts
+        ids[rows] = target["ids"][tgts]
+    return Assignment(gt_idx=gt_idx, ids=ids, num_disappeared=num_disappeared)
+
+
+class ClipLoss:
+    """The collective average loss of a batch of clips (MOTR's CAL).
+
+    Every frame's (and decoder layer's) summed loss terms are added up under their name and the
+    number of supervised samples (targets + disappeared tracks) is counted; `result` divides
+    every term once by that count, averaged over processes and clamped at 1, and weights them.
+    """
+
+    def __init__(self) -> None:
+        self.terms: dict[str, Tensor] = {}
+        self.num_samples = 0
+
+    def add(self, losses: dict[str, Tensor], num_samples: int = 0) -> None:
+        for k, v in losses.items():
+            self.terms[k] = self.terms[k] + v if k in self.terms else v
+        self.num_samples += int(num_samples)
+
+    def normaliser(self, device: torch.device | str = "cpu") -> float:
+        n = torch.tensor(float(self.num_samples), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(n)
+            n = n / dist.get_world_size()
+        return max(float(n), 1.0)
+
+    def result(self, weights: dict[str, float]) -> dict[str, Tensor]:
+        """{"loss": sum_k weight(k) * term_k / N, and every normalised term for logging}.
+
+        weights maps a term name, or its suffix after the last '/', to its weight (terms
+        whose weight is not given count with weight 0 but are still logged).
+        """
+        if not self.terms:
+            raise ValueError("ClipLoss.result: no loss terms were added")
+        device = next(iter(self.terms.values())).device
+        n = self.normaliser(device)
+        out = {k: v / n for k, v in self.terms.items()}
+        total = sum(weights.get(k, weights.get(k.rsplit("/", 1)[-1], 0.0)) * v for k, v in out.items())
+        out["loss"] = total
+        return out
