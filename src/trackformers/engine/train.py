@@ -1,0 +1,383 @@
+"""Train a tracker (or a detector) from a YAML config.
+
+    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth [--set optim.lr=1e-4]
+    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --resume
+    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --export motr-synth
+    torchrun --nproc_per_node 8 -m trackformers.cli train configs/motr/dancetrack.yaml --out runs/dance
+
+The loop is deliberately plain: seed, build, (resume), then for each epoch set the learning
+rate, walk the epoch's batches, step AdamW, log and checkpoint. A resumed CPU run is
+bit-identical to an uninterrupted one: the checkpoint holds the model, the optimizer, every
+rank's RNG states and the loop position; the data order comes from (seed, epoch) and every
+clip's own randomness from (seed, epoch, index), so neither depends on when the run stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from trackformers import checkpoint, config
+from trackformers.engine import distributed as du
+from trackformers.engine.train_state import (load_training_checkpoint, rng_state, save_training_checkpoint,
+                                             set_rng_state)
+from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR, build_tracker, tracker_config
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    lr_backbone_mult: float = 0.1          # parameters whose name contains one of lr_backbone_names
+    lr_backbone_names: list[str] = field(default_factory=lambda: ["backbone.0"])
+    lr_linear_proj_mult: float = 0.1       # Deformable DETR's sampling offsets / reference points
+    lr_linear_proj_names: list[str] = field(default_factory=lambda: ["reference_points", "sampling_offsets"])
+    weight_decay: float = 1e-4
+    lr_drop: list[int] = field(default_factory=lambda: [100])  # epochs at which the LR is multiplied by lr_drop_factor
+    lr_drop_factor: float = 0.1
+    clip_max_norm: float = 0.1             # 0 disables gradient clipping
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"             # a name known to trackformers.data.clips, or "package.module:function"
+    root: str = "data/synth/simple"
+    split: str = "train"
+    options: dict = field(default_factory=dict)  # clip sampler and transform settings, passed to the data builder
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    model: dict = field(default_factory=lambda: {"method": "motr"})  # {method: NAME, ...the method's config...}
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 200
+    batch_size: int = 1                    # clips per process
+    max_steps: int = 0                     # stop after this many optimizer steps in total (0: run all epochs)
+    amp: bool = False                      # bf16 autocast on CUDA (ignored on CPU)
+    grad_checkpointing: bool = False       # passed to the model config as grad_checkpointing
+    pretrained: str = ""                   # model file whose matching weights initialise the model
+    out: str = "runs/train"
+    device: str = "auto"
+    seed: int = 42
+    log_interval: int = 10                 # steps between log lines
+    ckpt_interval: int = 500               # steps between `last` checkpoints (also written at each epoch end)
+    keep_interval: int = 0                 # epochs between kept `epoch_NNNN` copies (0: none)
+    ddp_find_unused: bool = True           # trackers may leave some parameters unused on a step
+
+
+# ---------------------------------------------------------------- building blocks
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_dataset(data: DataConfig) -> Dataset:
+    """The training clips: a Dataset whose items are clips (lists of (image, target))."""
+    if ":" in data.dataset:  # a user's own builder: "package.module:function(data_config)"
+        import importlib
+        module, _, fn = data.dataset.partition(":")
+        return getattr(importlib.import_module(module), fn)(data)
+    from trackformers.data.clips import build_clip_dataset
+    return build_clip_dataset(data.dataset, data.root, data.split, **data.options)
+
+
+class SeededClips(Dataset):
+    """Draws item `i` of epoch `e` with every RNG seeded from (seed, e, i), restoring them after.
+
+    The clip sampler and augmentations may use `random`, numpy or torch freely: a clip then
+    depends only on (seed, epoch, index) — not on the worker that loads it, nor on whether
+    the run was resumed — and the training RNG streams are left untouched.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):  # e.g. MOTR's clip-length schedule
+            self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int):
+        saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        item_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+        seed_everything(item_seed)
+        try:
+            return self.dataset[index]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
+
+
+def as_list(batch: list) -> list:
+    """Collate: a batch is the list of its clips (trackers take a list of clips)."""
+    return batch
+
+
+def epoch_batches(dataset: Dataset, cfg: TrainConfig, epoch: int, info: du.DistInfo) -> list[list[int]]:
+    """This rank's batches of dataset indices for `epoch` (same order whenever it is asked)."""
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    indices = list(sampler)
+    n = len(indices) // cfg.batch_size * cfg.batch_size
+    return [indices[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with three groups: backbone (lr x lr_backbone_mult), linear projections, the rest."""
+    def matches(name, keys):
+        return any(k in name for k in keys)
+
+    groups = {"backbone": [], "linear_proj": [], "rest": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if matches(name, optim.lr_backbone_names):
+            groups["backbone"].append(p)
+        elif matches(name, optim.lr_linear_proj_names):
+            groups["linear_proj"].append(p)
+        else:
+            groups["rest"].append(p)
+    mult = {"backbone": optim.lr_backbone_mult, "linear_proj": optim.lr_linear_proj_mult, "rest": 1.0}
+    param_groups = [{"params": ps, "name": g, "base_lr": optim.lr * mult[g], "lr": optim.lr * mult[g]}
+                    for g, ps in groups.items() if ps]
+    return torch.optim.AdamW(param_groups, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def lr_factor(optim: OptimConfig, epoch: int) -> float:
+    """Step schedule: the base LR times lr_drop_factor for every drop epoch reached."""
+    return optim.lr_drop_factor ** sum(epoch >= d for d in optim.lr_drop)
+
+
+def load_pretrained(model: nn.Module, path: str) -> tuple[int, int]:
+    """Copy the weights of a model file whose names and shapes match; returns (copied, total)."""
+    state, _ = checkpoint.load_model(path)
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(keep, strict=False)
+    return len(keep), len(own)
+
+
+class LossModule(nn.Module):
+    """Routes forward() to `training_loss`, which is what DistributedDataParallel hooks."""
+
+    def __init__(self, tracker: nn.Module):
+        super().__init__()
+        self.tracker = tracker
+
+    def forward(self, clips: list) -> dict:
+        return self.tracker.training_loss(clips)
+
+
+class Logger:
+    """JSONL lines in OUT/log.jsonl, mirrored to TensorBoard when it is installed."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out / "log.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(out / "tb"))
+            except Exception:  # tensorboard not installed: JSONL only
+                self.tb = None
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ---------------------------------------------------------------- the loop
+
+def method_name(cfg: TrainConfig) -> str:
+    if "method" not in cfg.model:
+        raise config.ConfigError("model.method is missing (e.g. model: {method: motr, ...})")
+    return cfg.model["method"]
+
+
+def model_config(cfg: TrainConfig) -> dict:
+    """The tracker's config dict, with the engine's gradient-checkpointing switch applied."""
+    model = dict(cfg.model)
+    if cfg.grad_checkpointing:
+        model["grad_checkpointing"] = True
+    return model
+
+
+def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
+    """Run training (saving OUT/last); returns the trained tracker. `resume`: True for OUT/last, or a stem."""
+    info, device = du.init_distributed(cfg.device)
+    out = Path(cfg.out)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "config.yaml", "w") as f:
+            yaml.safe_dump(config.to_dict(cfg), f, sort_keys=False)
+
+    seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+    method = method_name(cfg)
+    model = build_tracker(model_config(cfg))
+    if cfg.pretrained:
+        copied, total = load_pretrained(model, cfg.pretrained)
+        if info.is_main:
+            print(f"pretrained: {copied}/{total} tensors from {cfg.pretrained}")
+    model.to(device)
+    optimizer = build_optimizer(model, cfg.optim)
+    dataset = SeededClips(build_dataset(cfg.data), cfg.seed)
+    seed_everything(cfg.seed + info.rank)  # from here on each rank has its own random stream
+    epoch, step, step_in_epoch = 0, 0, 0
+
+    if resume:
+        stem = out / "last" if resume is True else Path(resume)
+        ckpt = load_training_checkpoint(stem, info.rank)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        epoch, step, step_in_epoch = (ckpt["progress"][k] for k in ("epoch", "step", "step_in_epoch"))
+        if ckpt["rng"] is not None:
+            set_rng_state(*ckpt["rng"])
+        else:  # resumed with more processes than saved: a fresh, still deterministic, stream
+            seed_everything(cfg.seed + info.rank + 1000 * step)
+        if info.is_main:
+            print(f"resumed from {stem}: epoch {epoch}, step {step}")
+
+    net = LossModule(model)
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.ddp_find_unused)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
+                else contextlib.nullcontext())
+    logger = Logger(out, info.is_main)
+
+    def save(name: str) -> None:
+        rngs = du.all_gather_objects(rng_state(), info)  # every rank's stream, so each resumes its own
+        if info.is_main:
+            save_training_checkpoint(
+                out / name, model.state_dict(), tracker_config(model, method), optimizer.state_dict(),
+                {"epoch": epoch, "step": step, "step_in_epoch": step_in_epoch}, rngs,
+                train_config=config.to_dict(cfg), world_size=info.world_size, torch=torch.__version__)
+        du.barrier(info)
+
+    def finished() -> bool:
+        return cfg.max_steps > 0 and step >= cfg.max_steps
+
+    net.train()
+    while epoch < cfg.epochs and not finished():
+        dataset.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(cfg.optim, epoch)
+        all_batches = epoch_batches(dataset, cfg, epoch, info)
+        batches = all_batches[step_in_epoch:]
+        if cfg.max_steps > 0:
+            batches = batches[:cfg.max_steps - step]
+        # The loader's own generator keeps it from drawing on the training RNG stream (which a
+        # resumed run restores mid-epoch, after the uninterrupted run made its loader).
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=as_list, num_workers=cfg.data.num_workers,
+                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        bar = tqdm(loader, desc=f"epoch {epoch}", initial=step_in_epoch, total=len(all_batches),
+                   disable=not info.is_main, dynamic_ncols=True)
+        t0, done = time.perf_counter(), 0
+        for clips in bar:
+            clips = [[(img.to(device), {k: v.to(device) if torch.is_tensor(v) else v for k, v in tgt.items()})
+                      for img, tgt in clip] for clip in clips]
+            with autocast:
+                losses = net(clips)
+            loss = losses["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_max_norm)
+                         if cfg.optim.clip_max_norm > 0 else None)
+            optimizer.step()
+            step, step_in_epoch, done = step + 1, step_in_epoch + 1, done + 1
+
+            if step % cfg.log_interval == 0 or step == 1:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise ValueError(f"loss is {value} at step {step} (epoch {epoch}); lower optim.lr or check the data")
+                record = {"step": step, "epoch": epoch, "lr": cfg.optim.lr * lr_factor(cfg.optim, epoch),
+                          **{k: float(v.detach()) for k, v in losses.items()},
+                          "it_s": round(done / (time.perf_counter() - t0), 3)}
+                if grad_norm is not None:
+                    record["grad_norm"] = float(grad_norm)
+                logger.log(record)
+                bar.set_postfix(loss=f"{value:.4f}", lr=f"{record['lr']:.1e}", refresh=False)
+            if step % cfg.ckpt_interval == 0 and not finished():
+                save("last")
+        bar.close()
+        if step_in_epoch < len(all_batches):  # stopped by max_steps inside the epoch
+            break
+        epoch, step_in_epoch = epoch + 1, 0
+        if cfg.keep_interval and epoch % cfg.keep_interval == 0:
+            save(f"epoch_{epoch:04d}")
+        save("last")
+    if step_in_epoch > 0:  # stopped inside an epoch: `last` resumes from there
+        save("last")
+    logger.close()
+    du.cleanup(info)
+    return model
+
+
+def export_model(stem: str | Path, name: str, limit_mb: float = 20.0) -> Path:
+    """Copy a trained model into the package as built-in `name` (or to a path, when `name` has a '/')."""
+    state, meta = checkpoint.load_model(stem)
+    target = Path(name) if ("/" in name or "\\" in name) else WEIGHTS_DIR / name
+    saved = checkpoint.save_model(target, state, meta["config"], exported_from=str(stem), **meta["provenance"])
+    size_mb = saved.with_suffix(".safetensors").stat().st_size / 2**20
+    print(f"exported {stem} -> {saved}.safetensors ({size_mb:.1f} MB)")
+    if target.parent == WEIGHTS_DIR and size_mb > limit_mb:
+        print(f"warning: {size_mb:.1f} MB is above the {limit_mb:.0f} MB limit for built-in models")
+    if target.parent == WEIGHTS_DIR and name not in BUILTIN:
+        print(f"note: add {name!r} to trackformers.trackers.registry.BUILTIN to load it by name")
+    return saved
+
+
+# ---------------------------------------------------------------- command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training config (YAML)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. optim.lr=1e-4 or model.num_queries=100 (repeatable)")
+    parser.add_argument("--out", default=None, help="output folder (default: the config's `out`)")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                        help="continue from OUT/last (or from the given checkpoint stem)")
+    parser.add_argument("--export", default=None, metavar="NAME",
+                        help="after training, copy the final model to the built-in weights as NAME (or to a path)")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
+    cfg = config.load(TrainConfig, args.config, overrides)
+    method_name(cfg)
+    train(cfg, resume=args.resume)
+    if args.export and int(os.environ.get("RANK", "0")) == 0:
+        export_model(Path(cfg.out) / "last", args.export)
+    return 0
