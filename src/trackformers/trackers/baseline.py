@@ -1,0 +1,153 @@
+"""The tracking-by-detection baseline: the same Deformable DETR, IoU + Hungarian association.
+
+Every frame the detector's boxes above `det_thresh` are matched to the live tracks by maximum
+total IoU (scipy's Hungarian solver; pairs below `iou_thresh` or of different classes are not
+allowed), a matched track takes its detection's box, an unmatched detection above
+`score_thresh` starts a new track, and a track unmatched for `miss_tolerance` frames in a row
+ends. This is the comparison every user of an end-to-end tracker asks for: same detector,
+association by overlap instead of by track queries.
+
+`training_loss` trains the detector alone (DETR set loss over every frame of the clips), which
+is also the detector pre-training stage of the query-based trackers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from trackformers.models.detector import DeformableDETR, DetectorConfig
+from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
+from trackformers.trackers.motr import InputConfig, LossConfig, pad_images
+
+
+def _detector() -> DetectorConfig:
+    return DetectorConfig(num_classes=1, with_box_refine=True, dropout=0.0, num_queries=300)
+
+
+@dataclass
+class IoUBaselineConfig:
+    detector: DetectorConfig = field(default_factory=_detector)
+    input: InputConfig = field(default_factory=InputConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    det_thresh: float = 0.4        # detections below this score are ignored
+    score_thresh: float = 0.6      # an unmatched detection at least this confident starts a track
+    iou_thresh: float = 0.3        # a detection continues a track only if their IoU is at least this
+    miss_tolerance: int = 5        # a track unmatched this many frames in a row ends
+    max_detections: int = 100      # most confident detections kept per frame
+    grad_checkpointing: bool = False  # accepted for the training engine; the detector trains without it
+
+
+@dataclass
+class BaselineState:
+    """The live tracks of one sequence: one row per track (boxes normalised cxcywh)."""
+    ids: Tensor
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    misses: Tensor
+    next_id: int = 0
+
+    @classmethod
+    def empty(cls, device: torch.device | str = "cpu") -> BaselineState:
+        return cls(torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, 4, device=device),
+                   torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device),
+                   torch.zeros(0, dtype=torch.long, device=device))
+
+
+def associate(track_boxes: Tensor, det_boxes: Tensor, iou_thresh: float,
+              track_labels: Tensor | None = None, det_labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Match tracks to detections (xyxy boxes) by maximum total IoU over the allowed pairs.
+
+    A pair is allowed when its IoU is >= iou_thresh (and the labels agree, when given): gating
+    before solving lets a track take its second-best detection when that frees the best one
+    for another track, which matching first and thresholding after would miss.
+    Returns (track indices, detection indices) of the matched pairs.
+    """
+    empty = torch.zeros(0, dtype=torch.long, device=track_boxes.device)
+    if len(track_boxes) == 0 or len(det_boxes) == 0:
+        return empty, empty
+    iou = box_iou(track_boxes, det_boxes)[0]
+    allowed = iou >= iou_thresh
+    if track_labels is not None and det_labels is not None:
+        allowed &= track_labels[:, None] == det_labels[None, :]
+    gain = torch.where(allowed, iou, torch.zeros_like(iou)).double().cpu().numpy()
+    rows, cols = linear_sum_assignment(gain, maximize=True)
+    rows, cols = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+    ok = allowed.cpu()[rows, cols]
+    return rows[ok].to(track_boxes.device), cols[ok].to(track_boxes.device)
+
+
+class IoUBaseline(nn.Module):
+    """Deformable DETR + score threshold + IoU-Hungarian association (tracking by detection)."""
+
+    Config = IoUBaselineConfig
+    first_id = 0  # ids count from 0; result files show id + 1, as for MOTR
+
+    def __init__(self, cfg: IoUBaselineConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.detector = DeformableDETR(cfg.detector)
+
+    # -- inference ------------------------------------------------------------------------
+    def new_state(self) -> BaselineState:
+        return BaselineState.empty(self.detector.query_embed.weight.device)
+
+    @torch.no_grad()
+    def detect(self, image: Tensor) -> dict[str, Tensor]:
+        """Detections of one normalised image (3, H, W): boxes cxcywh (D, 4), scores, labels."""
+        out = self.detector(image[None])
+        scores, labels = out["pred_logits"][0].sigmoid().max(-1)
+        keep = scores >= self.cfg.det_thresh
+        scores, labels, boxes = scores[keep], labels[keep], out["pred_boxes"][0][keep]
+        order = scores.argsort(descending=True)[:self.cfg.max_detections]
+        return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+
+    def update(self, state: BaselineState, dets: dict[str, Tensor]) -> tuple[dict[str, Tensor], BaselineState]:
+        """Associate one frame's detections with the tracks; returns (this frame's tracks, next state)."""
+        c = self.cfg
+        ti, di = associate(box_cxcywh_to_xyxy(state.boxes), box_cxcywh_to_xyxy(dets["boxes"]), c.iou_thresh,
+                           state.labels, dets["labels"])
+        matched = torch.zeros(len(state.ids), dtype=torch.bool, device=state.ids.device)
+        matched[ti] = True
+        used = torch.zeros(len(dets["boxes"]), dtype=torch.bool, device=dets["boxes"].device)
+        used[di] = True
+
+        boxes, scores, labels = state.boxes.clone(), state.scores.clone(), state.labels.clone()
+        boxes[ti], scores[ti], labels[ti] = dets["boxes"][di], dets["scores"][di], dets["labels"][di]
+        misses = torch.where(matched, torch.zeros_like(state.misses), state.misses + 1)
+        alive = misses < c.miss_tolerance
+
+        born = ~used & (dets["scores"] >= c.score_thresh)
+        n_born = int(born.sum())
+        born_ids = torch.arange(state.next_id, state.next_id + n_born, device=state.ids.device)
+
+        nxt = BaselineState(
+            ids=torch.cat([state.ids[alive], born_ids]),
+            boxes=torch.cat([boxes[alive], dets["boxes"][born]]),
+            scores=torch.cat([scores[alive], dets["scores"][born]]),
+            labels=torch.cat([labels[alive], dets["labels"][born]]),
+            misses=torch.cat([misses[alive], torch.zeros_like(born_ids)]),
+            next_id=state.next_id + n_born)
+        seen = torch.cat([matched[alive], torch.ones(n_born, dtype=torch.bool, device=matched.device)])
+        result = {"ids": nxt.ids[seen], "boxes": nxt.boxes[seen], "scores": nxt.scores[seen],
+                  "labels": nxt.labels[seen]}
+        return result, nxt
+
+    @torch.no_grad()
+    def track(self, image: Tensor, state: BaselineState, orig_size: tuple[int, int] | None = None
+              ) -> tuple[dict[str, Tensor], BaselineState]:
+        """One inference frame: image (3, H, W) normalised -> (result, next state)."""
+        return self.update(state, self.detect(image))
+
+    # -- training: the detector alone ------------------------------------------------------
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """DETR set loss of the detector over every frame of every clip (identities unused)."""
+        from trackformers.models.criterion import SetCriterion
+        frames = [frame for clip in clips for frame in clip]
+        images, masks = pad_images([image for image, _ in frames])
+        outputs = self.detector(images, masks)
+        criterion = SetCriterion.from_loss_config(self.cfg.detector.num_classes, self.cfg.loss)
+        return criterion(outputs, [target for _, target in frames])
