@@ -1,0 +1,40 @@
+"""Prediction heads: the small MLP used for boxes (and DAB's query MLPs) and head init."""
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """`num_layers` Linear layers with ReLU in between (none after the last).
+
+    Parameter names `layers.{i}` match DETR's MLP, so official box heads load unchanged.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:] + [output_dim]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+def focal_prior_bias(prior_prob: float = 0.01) -> float:
+    """Class-logit bias so every class starts at probability `prior_prob` (RetinaNet init)."""
+    return -math.log((1 - prior_prob) / prior_prob)
+
+
+def init_class_head(head: nn.Linear, prior_prob: float = 0.01) -> None:
+    nn.init.constant_(head.bias, focal_prior_bias(prior_prob))
+
+
+def init_box_head(head: MLP, wh_bias: float = -2.0) -> None:
+    """Start predicting no shift of the reference and small boxes (sigmoid(-2) ~ 0.12)."""
+    nn.init.constant_(head.layers[-1].weight, 0.0)
+    nn.init.constant_(head.layers[-1].bias, 0.0)
+    nn.init.constant_(head.layers[-1].bias[2:], wh_bias)
