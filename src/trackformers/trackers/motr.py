@@ -1,0 +1,325 @@
+"""MOTR (Zeng et al., ECCV 2022): end-to-end tracking with track queries on Deformable DETR.
+
+Every frame the decoder sees the learned detect queries followed by the track queries of the
+previous frame (`TrackState` rows), with an extra self-attention among the track queries in
+each decoder layer. After the frame:
+- training: tracklet-aware assignment (tracks keep their identity's target; new objects are
+  Hungarian-matched to the rows without an id) and the frame's losses, summed over the clip
+  and divided once by the clip's number of objects (collective average loss);
+- inference: births (score >= score_thresh), misses (score < filter_score_thresh) and deaths
+  (after miss_tolerance misses), then the result filter (score > prob_threshold, pixel area >
+  area_threshold);
+then the query interaction module turns the surviving rows into next frame's track queries.
+`step` is the per-frame forward shared by both; `training_loss` and `track` wrap it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
+                                                        DeformableTransformerDecoderLayer, with_pos)
+from trackformers.models.detector import DeformableDETR, DetectorConfig
+from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
+from trackformers.trackers.base import ClipLoss, TrackState, match_tracklets, report_mask, runtime_update
+from trackformers.trackers.qim import QueryInteraction, select_tracks
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration (defaults: the official DanceTrack / MOT17 configs)
+# ---------------------------------------------------------------------------------------
+def _motr_detector() -> DetectorConfig:
+    return DetectorConfig(num_classes=1, with_box_refine=True, dropout=0.0, dim_feedforward=1024, num_queries=300)
+
+
+@dataclass
+class InputConfig:
+    """Inference resize: short side to `short_side`, long side at most `max_size`; ImageNet norm."""
+    short_side: int = 800
+    max_size: int = 1536
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class QIMConfig:
+    """Query interaction module: TAN update and the training-time track augmentation."""
+    hidden_dim: int = 1024          # FFN width of the TAN (official: dim_feedforward)
+    dropout: float = 0.0            # merger_dropout
+    update_query_pos: bool = True
+    random_drop: float = 0.1        # training: drop each track query with this probability
+    fp_ratio: float = 0.3           # training: insert a false-positive query per track with this probability
+    iou_gate: float = 0.5           # training: only tracks whose box overlaps their target more propagate
+
+
+@dataclass
+class LossConfig:
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class MOTRConfig:
+    detector: DetectorConfig = field(default_factory=_motr_detector)
+    extra_track_attn: bool = True   # self-attention among track queries in every decoder layer
+    qim: QIMConfig = field(default_factory=QIMConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    # runtime (official RuntimeTrackerBase + the submit script's result filter)
+    score_thresh: float = 0.7        # birth; also resets a track's miss counter
+    filter_score_thresh: float = 0.6 # a track below this is missed
+    miss_tolerance: int = 5          # misses until a track dies
+    prob_threshold: float = 0.7      # report tracks with score > this
+    area_threshold: float = 100.0    # ... and box area > this (original-image pixels)
+    grad_checkpointing: bool = False # recompute backbone + encoder in backward to save memory
+
+
+# ---------------------------------------------------------------------------------------
+# Decoder layer with the extra track self-attention
+# ---------------------------------------------------------------------------------------
+class TrackAttentionDecoderLayer(DeformableTransformerDecoderLayer):
+    """A Deformable DETR decoder layer whose self-attention step is preceded by a self-attention
+    among the track queries only (the rows after the first `num_detect`), as MOTR's
+    `--extra_track_attn` (`update_attn`, `norm4`; the original hard-codes num_detect = 300)."""
+
+    def __init__(self, d_model: int, d_ffn: int, dropout: float, activation: str, n_levels: int, n_heads: int,
+                 n_points: int, num_detect: int):
+        super().__init__(d_model, d_ffn, dropout, activation, n_levels, n_heads, n_points)
+        self.num_detect = num_detect
+        self.update_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.dropout5 = nn.Dropout(dropout)
+        self.norm4 = nn.LayerNorm(d_model)
+
+    def self_attention(self, tgt: Tensor, query_pos: Tensor | None, attn_mask: Tensor | None = None,
+                       key_padding_mask: Tensor | None = None) -> Tensor:
+        n = self.num_detect
+        if tgt.shape[1] > n:
+            track, track_pos = tgt[:, n:], None if query_pos is None else query_pos[:, n:]
+            q = with_pos(track, track_pos)
+            track2 = self.update_attn(q, q, track, need_weights=False)[0]
+            tgt = torch.cat((tgt[:, :n], self.norm4(track + self.dropout5(track2))), 1)
+        return super().self_attention(tgt, query_pos, attn_mask, key_padding_mask)
+
+
+def _track_attention_decoder(cfg: DetectorConfig) -> DeformableTransformerDecoder:
+    layer = TrackAttentionDecoderLayer(cfg.hidden_dim, cfg.dim_feedforward, cfg.dropout, cfg.activation,
+                                       cfg.num_feature_levels, cfg.nheads, cfg.dec_n_points, cfg.num_queries)
+    return DeformableTransformerDecoder(layer, cfg.dec_layers, cfg.inverse_sigmoid_eps)
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+@dataclass
+class FrameOutput:
+    """One frame of one sequence after the decoder.
+
+    rows: detect rows then track rows, with this frame's `logits`, `boxes`, `embeds`, `scores`.
+    logits, boxes: (layers, n, K), (layers, n, 4) every decoder layer's predictions (with grad).
+    """
+    rows: TrackState
+    logits: Tensor
+    boxes: Tensor
+
+
+def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) and mask (B, H, W), True on padding."""
+    H = max(im.shape[1] for im in images)
+    W = max(im.shape[2] for im in images)
+    batch = images[0].new_zeros(len(images), 3, H, W)
+    mask = torch.ones(len(images), H, W, dtype=torch.bool, device=images[0].device)
+    for i, im in enumerate(images):
+        batch[i, :, :im.shape[1], :im.shape[2]] = im
+        mask[i, :im.shape[1], :im.shape[2]] = False
+    return batch, mask
+
+
+class MOTR(nn.Module):
+    """Deformable DETR (+ box refinement) with track queries, QIM and the MOTR runtime."""
+
+    Config = MOTRConfig
+    first_id = 0  # ids count from 0; result files show id + 1, as the official writer
+
+    def __init__(self, cfg: MOTRConfig):
+        super().__init__()
+        if cfg.detector.two_stage:
+            raise ValueError("MOTR uses single-stage queries: detector.two_stage must be false")
+        self.cfg = cfg
+        self.detector = DeformableDETR(cfg.detector)
+        if cfg.extra_track_attn:
+            self.detector.transformer.decoder = _track_attention_decoder(cfg.detector)
+            self.detector.transformer.reset_parameters()
+        d = cfg.detector
+        self.qim = QueryInteraction(d.hidden_dim, cfg.qim.hidden_dim, d.nheads, cfg.qim.dropout,
+                                    cfg.qim.update_query_pos, d.inverse_sigmoid_eps)
+
+    # -- state ------------------------------------------------------------------------
+    def new_state(self) -> TrackState:
+        """No tracks: the start of a sequence."""
+        d = self.cfg.detector
+        w = self.detector.query_embed.weight
+        return TrackState.empty(2 * d.hidden_dim, 2, d.hidden_dim, d.num_classes, device=w.device, dtype=w.dtype)
+
+    def detect_rows(self, next_id: int = 0) -> TrackState:
+        """The learned detect queries as fresh rows; references are logits (as track refs)."""
+        d = self.cfg.detector
+        queries = self.detector.query_embed.weight
+        refs = self.detector.transformer.reference_points(queries[:, :d.hidden_dim])
+        return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, next_id=next_id)
+
+    # -- the per-frame step, shared by training and inference ---------------------------
+    def encode(self, images: Tensor, masks: Tensor):
+        srcs, level_masks, pos = self.detector.features(images, masks)
+        return self.detector.transformer.encode(srcs, level_masks, pos)
+
+    def step(self, images: Tensor, masks: Tensor | None, states: list[TrackState]) -> list[FrameOutput]:
+        """Decode one frame of each sequence: images (B, 3, H, W) normalised, masks (B, H, W)
+        True on padding (None: no padding), states[b] the track rows of sequence b."""
+        if masks is None:
+            masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+            enc = checkpoint(self.encode, images, masks, use_reentrant=False)
+        else:
+            enc = self.encode(images, masks)
+        d = self.cfg.detector
+        outputs = []
+        # Sequences carry different numbers of track queries: decode them one by one on the
+        # shared (batched) encoder memory instead of padding the queries.
+        for b, state in enumerate(states):
+            rows = TrackState.cat([self.detect_rows(state.next_id), state])
+            pos, tgt = rows.queries.split(d.hidden_dim, dim=1)
+            ref = rows.refs.sigmoid()[None]
+            hs, inter = self.detector.transformer.decoder(
+                tgt[None], ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
+                enc.valid_ratios[b:b + 1], pos[None], enc.padding_mask[b:b + 1],
+                bbox_embed=self.detector.bbox_embed if d.with_box_refine else None)
+            logits, boxes = self.detector.predict(hs, ref, inter)
+            logits, boxes = logits[:, 0], boxes[:, 0]
+            rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0],
+                                scores=logits[-1].detach().sigmoid().max(-1).values)
+            outputs.append(FrameOutput(rows, logits, boxes))
+        return outputs
+
+    def next_state(self, rows: TrackState) -> TrackState:
+        """The query interaction module: the selected rows with updated queries and references."""
+        q = self.cfg.qim
+        keep = select_tracks(rows, self.training, q.random_drop, q.fp_ratio, q.iou_gate)
+        tracks = rows[keep]
+        queries, refs = self.qim(tracks.queries, tracks.embeds, tracks.boxes)
+        return tracks.replace(queries=queries, refs=refs)
+
+    # -- inference ------------------------------------------------------------------------
+    def lifecycle(self, rows: TrackState) -> TrackState:
+        """Births, misses and deaths of one frame (official RuntimeTrackerBase)."""
+        c = self.cfg
+        return runtime_update(rows, c.score_thresh, c.score_thresh, c.filter_score_thresh, c.miss_tolerance)
+
+    def report(self, rows: TrackState, image_size: tuple[int, int]) -> dict[str, Tensor]:
+        """The tracks to report this frame (score and pixel-area filter), as a result dict."""
+        keep = report_mask(rows, self.cfg.prob_threshold, self.cfg.area_threshold, image_size)
+        r = rows[keep]
+        return {"ids": r.ids, "boxes": r.boxes, "scores": r.scores, "labels": r.logits.argmax(-1)}
+
+    @torch.no_grad()
+    def track_frame(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
+                    ) -> tuple[dict[str, Tensor], TrackState, FrameOutput]:
+        """`track` plus the frame's decoder output (all rows, before the runtime update)."""
+        out = self.step(image[None], None, [state])[0]
+        rows = self.lifecycle(out.rows)
+        nxt = self.next_state(rows)
+        # Reported: the surviving tracks in QIM order, this frame's boxes and scores.
+        result = self.report(nxt, orig_size or tuple(image.shape[-2:]))
+        return result, nxt, out
+
+    def track(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
+              ) -> tuple[dict[str, Tensor], TrackState]:
+        """One inference frame: image (3, H, W) normalised -> (result, next state).
+
+        orig_size (h, w) of the original frame is where `area_threshold` is measured (as the
+        official filter); without it, the pixels of `image` are used.
+        """
+        result, nxt, _ = self.track_frame(image, state, orig_size)
+        return result, nxt
+
+    # -- training -------------------------------------------------------------------------
+    def matcher(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Hungarian matching with the focal class cost, L1 and GIoU (weights from cfg.loss)."""
+        from scipy.optimize import linear_sum_assignment
+        c = self.cfg.loss
+        with torch.no_grad():
+            prob = logits.sigmoid()[:, labels]
+            neg = (1 - c.focal_alpha) * prob ** c.focal_gamma * -(1 - prob + 1e-8).log()
+            pos = c.focal_alpha * (1 - prob) ** c.focal_gamma * -(prob + 1e-8).log()
+            cost = (c.set_cost_class * (pos - neg) + c.set_cost_bbox * torch.cdist(boxes, tgt_boxes, p=1)
+                    - c.set_cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes)))
+            qi, ti = linear_sum_assignment(cost.cpu().numpy())
+        return torch.as_tensor(qi, dtype=torch.long), torch.as_tensor(ti, dtype=torch.long)
+
+    def frame_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
+        """Summed losses of one layer: focal over every row and class (rows without a target
+        are background), L1 and GIoU over rows with a target."""
+        c = self.cfg.loss
+        onehot = torch.zeros_like(logits)
+        matched = gt_idx >= 0
+        onehot[matched, target["labels"][gt_idx[matched]]] = 1.0
+        prob = logits.sigmoid()
+        ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+        p_t = prob * onehot + (1 - prob) * (1 - onehot)
+        focal = ce * (1 - p_t) ** c.focal_gamma
+        if c.focal_alpha >= 0:
+            focal = focal * (c.focal_alpha * onehot + (1 - c.focal_alpha) * (1 - onehot))
+        src, tgt = boxes[matched], target["boxes"][gt_idx[matched]]
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt)).diagonal()
+        return {"loss_ce": focal.sum(), "loss_bbox": F.l1_loss(src, tgt, reduction="sum"),
+                "loss_giou": (1 - giou).sum()}
+
+    def supervise(self, out: FrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
+        """Assign targets to one frame's rows, add its losses; returns the rows with ids, target
+        indices and IoUs for the query interaction module."""
+        rows = out.rows
+        candidates = rows.ids == -1
+        layers = out.logits.shape[0]
+        final = match_tracklets(rows.ids, candidates, out.logits[-1].detach(), out.boxes[-1].detach(),
+                                target, self.matcher)
+        losses = {}
+        for layer in range(layers):
+            a = final if layer == layers - 1 else match_tracklets(
+                rows.ids, candidates, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
+            prefix = "" if layer == layers - 1 else f"aux{layer}/"
+            for k, v in self.frame_losses(out.logits[layer], out.boxes[layer], a.gt_idx, target).items():
+                losses[prefix + k] = v
+        clip_loss.add(losses, len(target["ids"]) + final.num_disappeared)
+        # IoU of every assigned track with its target; unassigned rows keep their last IoU.
+        assigned = (final.ids >= 0) & (final.gt_idx >= 0)
+        iou = rows.iou.clone()
+        if assigned.any():
+            src = box_cxcywh_to_xyxy(rows.boxes[assigned].detach())
+            tgt = box_cxcywh_to_xyxy(target["boxes"][final.gt_idx[assigned]])
+            iou[assigned] = box_iou(src, tgt)[0].diagonal().to(iou.dtype)
+        return rows.replace(ids=final.ids, gt_idx=final.gt_idx, iou=iou)
+
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """Collective average loss of a batch of clips (each a list of (image, target))."""
+        clip_loss = ClipLoss()
+        states = [self.new_state() for _ in clips]
+        for t in range(max(len(c) for c in clips)):
+            live = [b for b, c in enumerate(clips) if t < len(c)]
+            images, masks = pad_images([clips[b][t][0] for b in live])
+            outs = self.step(images, masks, [states[b] for b in live])
+            for b, out in zip(live, outs):
+                rows = self.supervise(out, clips[b][t][1], clip_loss)
+                if t + 1 < len(clips[b]):
+                    states[b] = self.next_state(rows)
+        c = self.cfg.loss
+        return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
+                                 "loss_giou": c.giou_loss_coef})
