@@ -183,6 +183,11 @@ class DeformableTransformerDecoder(nn.Module):
         """Positional query for layer `lid`; the plain decoder uses the given one throughout."""
         return query_pos
 
+    def next_references(self, lid: int, refined: Tensor, reference_points: Tensor) -> Tensor:
+        """References for layer `lid + 1` from layer `lid`'s refined boxes (detached, as the
+        original); subclasses may keep some rows' references (MeMOTR's detection-only layer)."""
+        return refined.detach()
+
     def forward(self, tgt: Tensor, reference_points: Tensor, memory: Tensor, spatial_shapes: Tensor,
                 level_start_index: Tensor, valid_ratios: Tensor, query_pos: Tensor | None = None,
                 memory_padding_mask: Tensor | None = None, self_attn_mask: Tensor | None = None,
@@ -211,7 +216,7 @@ class DeformableTransformerDecoder(nn.Module):
                            memory_padding_mask, self_attn_mask, query_padding_mask)
             if bbox_embed is not None:
                 new = refine_boxes(bbox_embed[lid](output), reference_points, self.inverse_sigmoid_eps)
-                reference_points = new.detach()
+                reference_points = self.next_references(lid, new, reference_points)
             hs.append(output)
             refs.append(reference_points)
         return torch.stack(hs), torch.stack(refs)
