@@ -1,0 +1,80 @@
+"""What a tracker reports for one frame, in the user's units.
+
+Inside models boxes are normalised cxcywh; `FrameTracks` holds them the way users want them:
+absolute pixel `xyxy` boxes of the original frame, with ids as they are written to MOT files
+(always starting at 1: a method that numbers its ids from 0 has them shifted by one when the
+result is made, see `from_model_output`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trackformers.data.mot import format_mot
+
+
+def _empty(cols: int | None = None, dtype=np.float64) -> np.ndarray:
+    return np.zeros((0, cols) if cols else (0,), dtype=dtype)
+
+
+@dataclass
+class FrameTracks:
+    """The tracks of one frame.
+
+    frame: 1-based frame number (the first column of a MOT file).
+    boxes: (n, 4) float64 xyxy in pixels of the original frame.
+    scores: (n,) float64; labels: (n,) int64 class indices; ids: (n,) int64 track ids (>= 1).
+    """
+
+    frame: int
+    boxes: np.ndarray = field(default_factory=lambda: _empty(4))
+    scores: np.ndarray = field(default_factory=_empty)
+    labels: np.ndarray = field(default_factory=lambda: _empty(dtype=np.int64))
+    ids: np.ndarray = field(default_factory=lambda: _empty(dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        self.ids = np.asarray(self.ids, dtype=np.int64).reshape(-1)
+        n = len(self.boxes)
+        if not (len(self.scores) == len(self.labels) == len(self.ids) == n):
+            raise ValueError(f"FrameTracks: boxes/scores/labels/ids lengths differ "
+                             f"({n}, {len(self.scores)}, {len(self.labels)}, {len(self.ids)})")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_model_output(cls, frame: int, result: dict, orig_size: tuple[int, int],
+                          id_offset: int = 1) -> FrameTracks:
+        """Build from a tracker's `result` dict (tensors; boxes normalised cxcywh).
+
+        orig_size: (height, width) of the original frame; id_offset is added to the method's ids
+        (1 for methods that number from 0, so that every MOT file starts at id 1).
+        """
+        h, w = orig_size
+        cxcywh = result["boxes"].detach().cpu().double().numpy().reshape(-1, 4)
+        scale = np.array([w, h, w, h], dtype=np.float64)
+        half = cxcywh[:, 2:] / 2
+        xyxy = np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1) * scale
+        return cls(frame=frame, boxes=xyxy,
+                   scores=result["scores"].detach().cpu().double().numpy(),
+                   labels=result["labels"].detach().cpu().numpy(),
+                   ids=result["ids"].detach().cpu().numpy() + id_offset)
+
+    def to_mot_rows(self) -> np.ndarray:
+        """(n, 7) float64: frame, id, x, y, w, h, score (MOT result columns before the -1s)."""
+        xywh = np.concatenate([self.boxes[:, :2], self.boxes[:, 2:] - self.boxes[:, :2]], axis=1)
+        frame = np.full((len(self), 1), self.frame, dtype=np.float64)
+        return np.concatenate([frame, self.ids[:, None].astype(np.float64), xywh, self.scores[:, None]], axis=1)
+
+    def to_mot_lines(self) -> str:
+        """MOTChallenge result lines `frame,id,x,y,w,h,score,-1,-1,-1`, one per track."""
+        return format_mot(self.to_mot_rows(), kind="result") if len(self) else ""
+
+    def draw(self, image: np.ndarray, trails: dict | None = None) -> np.ndarray:
+        """A copy of `image` (RGB uint8 HxWx3) with the boxes drawn, coloured by id."""
+        from trackformers.viz import draw_tracks
+        return draw_tracks(image, self, trails=trails)
