@@ -312,3 +312,23 @@ class ClipLoss:
         total = sum(weights.get(k, weights.get(k.rsplit("/", 1)[-1], 0.0)) * v for k, v in out.items())
         out["loss"] = total
         return out
+
+
+# ---------------------------------------------------------------------------------------
+# Batching frames
+# ---------------------------------------------------------------------------------------
+def pad_images(images: list[Tensor], size_divisibility: int = 1) -> tuple[Tensor, Tensor]:
+    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) and mask (B, H, W), True on padding.
+
+    H and W are the largest sizes rounded up to a multiple of `size_divisibility` (MeMOTR's
+    official loader pads to 32; MOTR's to the largest image only, i.e. 1).
+    """
+    d = max(int(size_divisibility), 1)
+    H = -(-max(im.shape[1] for im in images) // d) * d
+    W = -(-max(im.shape[2] for im in images) // d) * d
+    batch = images[0].new_zeros(len(images), 3, H, W)
+    mask = torch.ones(len(images), H, W, dtype=torch.bool, device=images[0].device)
+    for i, im in enumerate(images):
+        batch[i, :, :im.shape[1], :im.shape[2]] = im
+        mask[i, :im.shape[1], :im.shape[2]] = False
+    return batch, mask
