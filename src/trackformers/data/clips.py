@@ -11,12 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from trackformers.data.datasets import Sequence
+from trackformers.data.sources import read_rgb
 from trackformers.data.transforms import pseudo_clip
 
 MODES = ("random_interval", "fixed_interval")
@@ -62,14 +62,6 @@ class ClipSampler:
         stride = rng.randint(1, self.interval) if self.mode == "random_interval" else self.interval
         stride = max(1, min(stride, longest))
         return [start + k * stride for k in range(self.length)]
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); a missing or unreadable file is one clear error."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class ClipDataset(Dataset):
