@@ -104,7 +104,7 @@ class TinyClips(torch.utils.data.Dataset):
 
 
 def make_dataset(data_cfg) -> TinyClips:
-    return TinyClips(**data_cfg.options)
+    return TinyClips(n=12)
 
 
 def tiny_train_config(out: str, **kw):
@@ -112,7 +112,7 @@ def tiny_train_config(out: str, **kw):
     from trackformers.config import from_dict
     base = {
         "model": {"method": "test_engine_fakes:TinyTracker", "hidden": 6},
-        "data": {"dataset": "test_engine_fakes:make_dataset", "options": {"n": 12}},
+        "data": {"builder": "test_engine_fakes:make_dataset"},
         "optim": {"lr": 1e-2, "lr_drop": [2], "clip_max_norm": 0.5},
         "epochs": 3, "batch_size": 2, "out": out, "device": "cpu", "seed": 7,
         "log_interval": 1, "ckpt_interval": 4,

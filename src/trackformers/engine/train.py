@@ -51,11 +51,36 @@ class OptimConfig:
 
 
 @dataclass
-class DataConfig:
-    dataset: str = "synthetic"             # a name known to trackformers.data.clips, or "package.module:function"
+class DatasetConfig:
+    name: str = "synthetic"                # dancetrack, sportsmot, mot17, mot20, crowdhuman, bdd100k, synthetic
     root: str = "data/synth/simple"
     split: str = "train"
-    options: dict = field(default_factory=dict)  # clip sampler and transform settings, passed to the data builder
+    options: dict = field(default_factory=dict)  # reader options, e.g. {detector: SDP} for MOT17
+
+
+@dataclass
+class SamplerConfig:
+    """Clip length grows at the `steps` epochs through `lengths`; frame stride up to `intervals`."""
+    lengths: list[int] = field(default_factory=lambda: [2, 3, 4, 5])
+    steps: list[int] = field(default_factory=lambda: [50, 90, 150])
+    intervals: list[int] = field(default_factory=lambda: [10])
+    modes: list[str] = field(default_factory=lambda: ["random_interval"])
+
+
+@dataclass
+class DataConfig:
+    datasets: list[DatasetConfig] = field(default_factory=lambda: [DatasetConfig()])  # concatenated
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # Clip augmentation (MOTR recipe): flip, then resize the short side to one of `scales` (long
+    # side <= max_size) or resize to `crop_scales` -> random crop within `crop_size` -> resize.
+    scales: list[int] = field(default_factory=lambda: list(range(608, 993, 32)))
+    max_size: int = 1536
+    crop_scales: list[int] = field(default_factory=lambda: [800, 1000, 1200])
+    crop_size: list[int] = field(default_factory=lambda: [800, 1200])
+    overflow: bool = False                 # keep boxes unclipped by crops (MOTR's later recipe)
+    hsv: bool = True                       # HSV colour jitter
+    max_shift: int = 50                    # static images -> pseudo-clips drifting up to this many pixels
+    builder: str = ""                      # "package.module:function(data_config) -> Dataset" replaces all of the above
     num_workers: int = 0
 
 
@@ -89,12 +114,20 @@ def seed_everything(seed: int) -> None:
 
 def build_dataset(data: DataConfig) -> Dataset:
     """The training clips: a Dataset whose items are clips (lists of (image, target))."""
-    if ":" in data.dataset:  # a user's own builder: "package.module:function(data_config)"
+    if data.builder:  # a user's own dataset
         import importlib
-        module, _, fn = data.dataset.partition(":")
+        module, _, fn = data.builder.partition(":")
         return getattr(importlib.import_module(module), fn)(data)
-    from trackformers.data.clips import build_clip_dataset
-    return build_clip_dataset(data.dataset, data.root, data.split, **data.options)
+    from trackformers.data.clips import ClipDataset, ClipSampler
+    from trackformers.data.datasets import load_dataset
+    from trackformers.data.transforms import train_transforms
+
+    sequences = [seq for d in data.datasets for seq in load_dataset(d.name, d.root, d.split, **d.options)]
+    s = data.sampler
+    sampler = ClipSampler(tuple(s.lengths), tuple(s.steps), tuple(s.intervals), tuple(s.modes))
+    transform = train_transforms(scales=data.scales, max_size=data.max_size, crop_scales=data.crop_scales,
+                                 crop_size=tuple(data.crop_size), overflow=data.overflow, hsv=data.hsv)
+    return ClipDataset(sequences, sampler, transform, max_shift=data.max_shift)
 
 
 class SeededClips(Dataset):
