@@ -51,6 +51,19 @@ class DetectorConfig:
     offset_normalizer_hw: bool = False  # TrackFormer's pre-fix MSDA normaliser
 
 
+def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) at the largest H, W (bottom/right
+    padding, no divisibility rounding, as the official NestedTensor) and mask (B, H, W), True on padding."""
+    H = max(im.shape[1] for im in images)
+    W = max(im.shape[2] for im in images)
+    batch = images[0].new_zeros(len(images), 3, H, W)
+    mask = torch.ones(len(images), H, W, dtype=torch.bool, device=images[0].device)
+    for i, im in enumerate(images):
+        batch[i, :, :im.shape[1], :im.shape[2]] = im
+        mask[i, :im.shape[1], :im.shape[2]] = False
+    return batch, mask
+
+
 def _input_proj(cfg: DetectorConfig, backbone_channels: list[int]) -> nn.ModuleList:
     """1x1 conv + GroupNorm per backbone level; 3x3/s2 conv + GroupNorm for each extra level
     (the first extra level reads the raw last backbone map, later ones the previous level)."""
@@ -87,11 +100,11 @@ class DeformableDETR(nn.Module):
     @staticmethod
     def _build_heads(cfg: DetectorConfig) -> tuple[nn.ModuleList, nn.ModuleList]:
         """One class/box head per decoder layer (+1 for two-stage proposals). Without box
-        refinement the originals share ONE head across layers; we keep that (the state dict
-        still lists it once per layer)."""
+        refinement the originals share ONE head across layers (and the two-stage proposals);
+        we keep that (the state dict still lists it once per layer)."""
         num_pred = cfg.dec_layers + (1 if cfg.two_stage else 0)
         wh_bias = 0.0 if cfg.two_stage else -2.0
-        if cfg.with_box_refine or cfg.two_stage:
+        if cfg.with_box_refine:
             class_heads = [nn.Linear(cfg.hidden_dim, cfg.num_classes) for _ in range(num_pred)]
             box_heads = [MLP(cfg.hidden_dim, cfg.hidden_dim, 4, 3) for _ in range(num_pred)]
         else:
@@ -160,3 +173,19 @@ class DeformableDETR(nn.Module):
 def build_detector(cfg: DetectorConfig | None = None) -> DeformableDETR:
     """A Deformable DETR from its config (defaults: the official plain R50 COCO model)."""
     return DeformableDETR(cfg or DetectorConfig())
+
+
+def load_detector(path, device="cpu") -> DeformableDETR:
+    """A DeformableDETR in eval mode from a model file (`save_model` / `trackformers convert`),
+    whose JSON config is `{"method": "deformable_detr", ...DetectorConfig...}`."""
+    from trackformers.checkpoint import load_model
+    from trackformers.config import ConfigError, from_dict
+
+    state_dict, meta = load_model(path)
+    config = dict(meta["config"])
+    method = config.pop("method", None)
+    if method != "deformable_detr":
+        raise ConfigError(f"{path}: holds a {method!r} model, not a deformable_detr detector")
+    model = DeformableDETR(from_dict(DetectorConfig, config))
+    model.load_state_dict(state_dict)
+    return model.to(device).eval()
