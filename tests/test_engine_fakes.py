@@ -6,6 +6,7 @@ torchrun, this module trains one on each rank and saves that rank's final weight
 """
 from __future__ import annotations
 
+import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class TinyConfig:
     grad_checkpointing: bool = False
     score_thresh: float = 0.5
     crash_at: int = 0                  # raise in track() at this 1-based frame (0: never)
+    crash_hard: bool = False           # ... or end the process at once (no cleanup, no buffer flush)
     input: InputConfig = field(default_factory=InputConfig)
 
 
@@ -64,6 +66,8 @@ class TinyTracker(nn.Module):
     def track(self, image: torch.Tensor, state: dict) -> tuple[dict, dict]:
         t = state["t"] + 1
         if t == self.cfg.crash_at:
+            if self.cfg.crash_hard:
+                os._exit(17)
             raise RuntimeError(f"simulated crash at frame {t}")
         boxes = torch.tensor([[0.2 + 0.01 * t, 0.3, 0.1, 0.2], [0.6, 0.5 + 0.01 * t, 0.2, 0.1]])
         keep = slice(0, 1) if t == 1 else slice(0, 2)
@@ -126,6 +130,6 @@ if __name__ == "__main__":  # torchrun --nproc_per_node 2 tests/test_engine_fake
 
     from trackformers.engine.train import train
     out = sys.argv[1]
-    rank = int(__import__("os").environ["RANK"])
+    rank = int(os.environ["RANK"])
     model = train(tiny_train_config(out, epochs=2))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
