@@ -25,7 +25,8 @@ from trackformers.models.deformable_transformer import (DeformableTransformerDec
                                                         DeformableTransformerDecoderLayer, with_pos)
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
-from trackformers.trackers.base import ClipLoss, TrackState, match_tracklets, report_mask, runtime_update
+from trackformers.trackers.base import (ClipLoss, TrackState, match_tracklets, pad_images, report_mask,
+                                        runtime_update)
 from trackformers.trackers.qim import QueryInteraction, select_tracks
 
 
@@ -130,18 +131,6 @@ class FrameOutput:
     rows: TrackState
     logits: Tensor
     boxes: Tensor
-
-
-def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) and mask (B, H, W), True on padding."""
-    H = max(im.shape[1] for im in images)
-    W = max(im.shape[2] for im in images)
-    batch = images[0].new_zeros(len(images), 3, H, W)
-    mask = torch.ones(len(images), H, W, dtype=torch.bool, device=images[0].device)
-    for i, im in enumerate(images):
-        batch[i, :, :im.shape[1], :im.shape[2]] = im
-        mask[i, :im.shape[1], :im.shape[2]] = False
-    return batch, mask
 
 
 class MOTR(nn.Module):
