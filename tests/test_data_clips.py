@@ -234,3 +234,12 @@ def test_clip_dataset_full_pipeline_and_pseudo_clips():
         assert target["ids"].tolist() in ([0], [])  # ignore regions (ids 1, 2) are left out
         assert ((target["boxes"] >= 0) & (target["boxes"] <= 1)).all()
         assert target["labels"].dtype == torch.int64 and target["boxes"].dtype == torch.float32
+
+
+def test_boxes_past_the_border_are_clipped_at_load():
+    (seq,) = load_dataset("crowdhuman", FIX, "val")[:1]
+    seq.annotations[0].ignore[:] = False  # the third box starts at x = -2
+    ds = ClipDataset([seq], ClipSampler(lengths=(1,), steps=()), transform=None)
+    (image, target), = ds[0]
+    assert target["ids"].tolist() == [0, 1, 2]
+    assert target["boxes"].tolist() == [[2, 3, 12, 18], [20, 0, 28, 8], [0, 5, 4, 15]]

@@ -68,8 +68,9 @@ class ClipDataset(Dataset):
     """`dataset[i]` -> list of `(image, target)`, one per frame of the clip, after `transform`
     (a `transforms.Compose` ending in `ToTensorNormalize`; None keeps numpy images and xyxy
     pixel boxes). Target keys: boxes, labels, ids, visibility, orig_size (+ size from the
-    transform). Ignore-flagged objects are left out (nothing to learn from them).
-    Call `set_epoch(e)` at each epoch: the clip length may change."""
+    transform). Ignore-flagged objects are left out (nothing to learn from them), and boxes
+    are clipped to the image at load (as DETR's loader does; MOT boxes often extend past the
+    border), dropping any left empty. Call `set_epoch(e)` at each epoch: the length may change."""
 
     def __init__(self, sequences: list[Sequence], sampler: ClipSampler | None = None, transform=None,
                  max_shift: int = 50, rng: random.Random | None = None):
@@ -90,8 +91,12 @@ class ClipDataset(Dataset):
 
     def _frame(self, seq: Sequence, k: int) -> tuple[np.ndarray, dict]:
         image = read_rgb(seq.image_paths[k])
-        ann = seq.annotations[k].select(~seq.annotations[k].ignore)
-        target = {"boxes": ann.boxes.copy(), "labels": ann.labels, "ids": ann.ids,
+        h, w = image.shape[:2]
+        ann = seq.annotations[k]
+        boxes = np.clip(ann.boxes, 0, np.array([w, h, w, h], np.float32))
+        keep = ~ann.ignore & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        ann = ann.select(keep)
+        target = {"boxes": boxes[keep], "labels": ann.labels, "ids": ann.ids,
                   "visibility": ann.visibility, "orig_size": torch.tensor(image.shape[:2])}
         return image, target
 
