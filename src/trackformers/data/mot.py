@@ -21,10 +21,11 @@ _DEFAULTS = np.array([np.nan] * 6 + [1.0, -1.0, -1.0])  # conf, class, visibilit
 
 
 def _split_line(line: str) -> list[str]:
-    parts = [p.strip() for p in line.replace(" ", ",").replace("\t", ",").split(",")]
-    while parts and parts[-1] == "":
-        parts.pop()
-    return [p for p in parts if p != ""] if "," not in line else parts
+    """Fields of a comma-separated line (spaces around commas allowed) or a whitespace-separated one."""
+    parts = [p.strip() for p in line.split(",")] if "," in line else line.split()
+    if parts and parts[-1] == "":
+        parts.pop()  # one trailing comma
+    return parts
 
 
 def _parse_slow(path: str, text: str) -> np.ndarray:
@@ -44,29 +45,117 @@ def _parse_slow(path: str, text: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 9)
 
 
-def parse_mot(text: str, path: str = "<string>") -> np.ndarray:
+_POW10 = 10.0 ** np.arange(16)  # exact in float64
+_DIGIT_POW10 = (np.arange(10.0)[:, None] * _POW10).ravel()  # digit * 10**k at [digit * 16 + k], exact
+_COMMA, _NEWLINE, _DOT, _MINUS, _PLUS = (ord(c) for c in ",\n.-+")
+
+
+def _parse_fast(data: bytes) -> np.ndarray | None:
+    """Vectorised parse of comma-separated plain decimals ('12', '-3.25', '.5').
+
+    Returns the rows as float64 (N, ncols), or None when the text needs the line-by-line
+    parser (another separator, exponents, nan, ragged rows, a malformed value). A decimal
+    with at most 15 digits is an exact integer over an exact power of ten, so one float64
+    division gives the correctly rounded value: identical to `float(token)`.
+    """
+    b = np.frombuffer(data, dtype=np.uint8)
+    space = (b == 32) | (b == 9) | (b == 13)
+    if space.any():
+        if not (b == _COMMA).any():
+            return None
+        b = b[~space]
+    if b.size == 0 or b[-1] != _NEWLINE:
+        b = np.append(b, np.uint8(_NEWLINE))
+    sep = (b == _COMMA) | (b == _NEWLINE)
+    digit = (b >= 48) & (b <= 57)
+    sign = (b == _MINUS) | (b == _PLUS)
+    dot = b == _DOT
+    if not (sep | digit | sign | dot).all():
+        return None
+    ends = np.flatnonzero(sep)  # token k is b[ends[k-1]+1 : ends[k]]
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    # Blank lines and one trailing comma leave empty tokens, always the last of their line.
+    line_end = b[ends] == _NEWLINE
+    empty = ends == starts
+    if (empty & ~line_end).any():
+        return None  # an empty field inside a row
+    keep = ~empty
+    # Token of a byte that is not a separator: the number of separators before it.
+    token_of = np.cumsum(sep, dtype=np.int32)
+    # Mantissa: the token's digits as an exact integer, sum of digit * 10**(digits after it).
+    cum_digits = np.cumsum(digit, dtype=np.int32)
+    digits_to_end = cum_digits[ends]
+    digits_in = np.diff(digits_to_end, prepend=0)
+    if (digits_in[keep] == 0).any() or digits_in.max(initial=0) > 15:
+        return None
+    pos = np.flatnonzero(digit)
+    pos_token = token_of[pos]
+    after = digits_to_end[pos_token] - cum_digits[pos]
+    contrib = _DIGIT_POW10[b[pos].astype(np.int32) * 16 + after - 48 * 16]
+    mantissa = np.bincount(pos_token, contrib, minlength=len(ends))
+    # Scale: the number of digits after the dot.
+    dots = np.flatnonzero(dot)
+    dot_token = token_of[dots]
+    if np.bincount(dot_token).max(initial=0) > 1:
+        return None
+    frac = np.zeros(len(ends), dtype=np.int32)
+    frac[dot_token] = digits_to_end[dot_token] - cum_digits[dots]
+    signs = np.flatnonzero(sign)
+    sign_token = token_of[signs]
+    if (signs != starts[sign_token]).any():
+        return None
+    values = mantissa / _POW10[frac]
+    negative = sign_token[b[signs] == _MINUS]
+    values[negative] = -values[negative]
+    # Rows: every non-blank line must have the same number of fields.
+    line = np.cumsum(line_end, dtype=np.int32) - line_end
+    per_line = np.bincount(line[keep], minlength=int(line_end.sum()))
+    per_line = per_line[per_line > 0]
+    if per_line.size == 0:
+        return np.zeros((0, 9))
+    ncols = int(per_line[0])
+    if ncols < 6 or (per_line != ncols).any():
+        return None
+    return values[keep].reshape(-1, ncols)
+
+
+def _with_defaults(arr: np.ndarray) -> np.ndarray:
+    """(N, ncols) -> (N, 9): extra columns dropped, missing conf/class/visibility filled."""
+    ncols = arr.shape[1]
+    if ncols >= 9:
+        return np.ascontiguousarray(arr[:, :9])
+    return np.concatenate([arr, np.tile(_DEFAULTS[ncols:], (len(arr), 1))], axis=1)
+
+
+def _parse_chunks(data: bytes, chunk: int = 1 << 16) -> np.ndarray | None:
+    """`_parse_fast` on line-aligned pieces of about `chunk` bytes: small temporaries are
+    recycled by the allocator, where one large pass pays a page fault per fresh page."""
+    parts, start = [], 0
+    while start < len(data):
+        end = data.find(b"\n", start + chunk)
+        end = len(data) if end < 0 else end + 1
+        arr = _parse_fast(data[start:end])
+        if arr is None:
+            return None
+        if len(arr):
+            parts.append(arr)
+        start = end
+    if not parts:
+        return np.zeros((0, 9))
+    if len({p.shape[1] for p in parts}) > 1:
+        return None  # ragged rows: the line-by-line parser names the line
+    return _with_defaults(np.concatenate(parts))
+
+
+def parse_mot(text: str | bytes, path: str = "<string>") -> np.ndarray:
     """Parse MOT text into a float64 array (N, 9): frame, id, x, y, w, h, conf, class, vis.
 
     Missing trailing columns take conf=1, class=-1, visibility=-1. Values are not checked for
     meaning here (negative sizes, NaN, duplicates): that is the caller's policy.
     """
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        return np.zeros((0, 9))
-    # Fast path: every line has the same number of comma-separated fields.
-    stripped = [ln.rstrip().rstrip(",") for ln in lines]
-    ncols = stripped[0].count(",") + 1
-    if 6 <= ncols and all(ln.count(",") + 1 == ncols for ln in stripped) and " " not in stripped[0].strip():
-        try:
-            flat = np.array(",".join(stripped).split(","), dtype=np.float64)
-        except ValueError:
-            return _parse_slow(path, text)
-        if flat.size == len(stripped) * ncols:
-            arr = flat.reshape(len(stripped), ncols)[:, :9]
-            if ncols < 9:
-                arr = np.concatenate([arr, np.tile(_DEFAULTS[ncols:], (len(arr), 1))], axis=1)
-            return arr
-    return _parse_slow(path, text)
+    data = text.encode() if isinstance(text, str) else text
+    arr = _parse_chunks(data)
+    return _parse_slow(path, data.decode()) if arr is None else arr
 
 
 def read_mot(path: str | os.PathLike) -> np.ndarray:
@@ -74,7 +163,7 @@ def read_mot(path: str | os.PathLike) -> np.ndarray:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"MOT file not found: {path}")
-    with open(path) as f:
+    with open(path, "rb") as f:
         return parse_mot(f.read(), path)
 
 

@@ -1,0 +1,103 @@
+"""One evaluated sequence: validated MOT rows in, frame-sorted arrays with contiguous ids out.
+
+Bad input is an error naming the file and line (TrackEval either raises too or silently
+computes something meaningless): a non-finite value, a frame or id that is not an integer,
+a frame outside 1..seqLength, a negative id, the same id twice in a frame. Boxes with zero or
+negative width/height are kept and treated exactly as TrackEval treats them: they overlap
+nothing (IoU 0), so they count as misses (ground truth) or false positives (predictions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trackformers.data.mot import read_mot
+from trackformers.eval.similarity import Pairs, frame_offsets
+
+
+def _line_number(path: str, row: int) -> int:
+    """1-based line of the row-th non-blank line (the rows `read_mot` returns, in order)."""
+    with open(path) as f:
+        seen = -1
+        for lineno, line in enumerate(f, 1):
+            seen += bool(line.strip())
+            if seen == row:
+                return lineno
+    return 0
+
+
+def _fail(path: str, row: int, message: str) -> None:
+    raise ValueError(f"{path}:{_line_number(path, row)}: {message}")
+
+
+def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check a MOT file; returns (rows sorted by frame, stable, file order kept within
+    a frame; their row numbers in the file). `columns`: how many leading columns must be finite
+    (6 for predictions, 8 for ground truth, whose conf and class columns are used)."""
+    rows = read_mot(path)
+    bad = ~np.isfinite(rows[:, :columns]).all(1)
+    if bad.any():
+        _fail(path, int(np.argmax(bad)), "value is NaN or infinite")
+    for col, name in ((0, "frame"), (1, "id")):
+        bad = rows[:, col] != np.round(rows[:, col])
+        if bad.any():
+            r = int(np.argmax(bad))
+            _fail(path, r, f"{name} {rows[r, col]:g} is not an integer")
+    bad = (rows[:, 0] < 1) | (rows[:, 0] > num_frames)
+    if bad.any():
+        r = int(np.argmax(bad))
+        _fail(path, r, f"frame {int(rows[r, 0])} is outside 1..{num_frames} (seqLength in seqinfo.ini)")
+    bad = rows[:, 1] < 0
+    if bad.any():
+        r = int(np.argmax(bad))
+        _fail(path, r, f"negative id {int(rows[r, 1])}")
+    order = np.argsort(rows[:, 0], kind="stable")
+    rows = rows[order]
+    key = rows[:, 0].astype(np.int64) * (int(rows[:, 1].max(initial=0)) + 1) + rows[:, 1].astype(np.int64)
+    by_key = np.argsort(key, kind="stable")
+    dup = np.flatnonzero(key[by_key][1:] == key[by_key][:-1])
+    if len(dup):
+        first, second = sorted(order[by_key[dup[0]:dup[0] + 2]])
+        _fail(path, int(second), f"id {int(rows[by_key[dup[0]], 1])} appears twice in frame "
+                                 f"{int(rows[by_key[dup[0]], 0])} (first at line {_line_number(path, int(first))})")
+    return rows, order
+
+
+@dataclass
+class SeqData:
+    """What the metrics need for one sequence and one class: gt and predicted rows sorted by
+    frame (0-based), their ids relabelled 0..n-1, and their overlapping pairs (IoU > 0)."""
+    num_frames: int
+    gt_frame: np.ndarray
+    gt_id: np.ndarray
+    pr_frame: np.ndarray
+    pr_id: np.ndarray
+    pairs: Pairs  # i: gt row, j: predicted row, value: IoU
+
+    def __post_init__(self):
+        self.gt_start = frame_offsets(self.gt_frame, self.num_frames)
+        self.pr_start = frame_offsets(self.pr_frame, self.num_frames)
+        self.num_gt_ids = int(self.gt_id.max(initial=-1)) + 1
+        self.num_pr_ids = int(self.pr_id.max(initial=-1)) + 1
+
+    @classmethod
+    def build(cls, num_frames: int, gt_frame: np.ndarray, gt_ids: np.ndarray, pr_frame: np.ndarray,
+              pr_ids: np.ndarray, pairs: Pairs) -> "SeqData":
+        """From 0-based frames and raw ids (any integers); ids are relabelled in sorted order."""
+        return cls(num_frames, gt_frame, _relabel(gt_ids), pr_frame, _relabel(pr_ids), pairs)
+
+    def subset(self, keep_gt: np.ndarray, keep_pr: np.ndarray) -> "SeqData":
+        """Only the kept rows (and their pairs); ids relabelled again."""
+        new_gt = np.cumsum(keep_gt) - 1
+        new_pr = np.cumsum(keep_pr) - 1
+        p = self.pairs.select(keep_gt[self.pairs.i] & keep_pr[self.pairs.j])
+        return SeqData.build(self.num_frames, self.gt_frame[keep_gt], self.gt_id[keep_gt],
+                             self.pr_frame[keep_pr], self.pr_id[keep_pr],
+                             Pairs(new_gt[p.i], new_pr[p.j], p.value))
+
+
+def _relabel(ids: np.ndarray) -> np.ndarray:
+    if len(ids) == 0:
+        return np.zeros(0, np.int64)
+    return np.unique(ids, return_inverse=True)[1].astype(np.int64)

@@ -1,0 +1,101 @@
+"""Box overlaps of every (ground truth, prediction) pair that shares a frame.
+
+The arithmetic is TrackEval's, operation for operation (xywh -> corners by one addition, areas
+from the corners, the same epsilon guards), so every IoU is bit-identical to TrackEval's and
+no threshold decision can differ. Pairs are enumerated for all frames at once and only those
+with a non-zero overlap are kept: the metrics never need the zeros.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = np.finfo("float").eps
+_MAX_PAIRS_PER_CHUNK = 1 << 15  # small temporaries are recycled; large ones page-fault
+
+
+def xywh_to_corners(xywh: np.ndarray) -> np.ndarray:
+    """(N, 4) x, y, w, h -> x0, y0, x1, y1 (x1 = x + w, as TrackEval converts)."""
+    out = np.array(xywh, dtype=np.float64, copy=True).reshape(-1, 4)
+    out[:, 2] += out[:, 0]
+    out[:, 3] += out[:, 1]
+    return out
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+    h = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+    return w * h
+
+
+def _area(a: np.ndarray) -> np.ndarray:
+    return (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of corner boxes a (..., 4) and b (..., 4), broadcast; a box without positive
+    area overlaps nothing."""
+    inter = _intersection(a, b)
+    area_a, area_b = _area(a), _area(b)
+    union = area_a + area_b - inter
+    inter = np.where((area_a <= EPS) | (area_b <= EPS) | (union <= EPS), 0.0, inter)
+    return inter / np.where(union <= EPS, 1.0, union)
+
+
+def ioa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection of a and b over the area of a (0 where a has no area), broadcast."""
+    inter = _intersection(a, b)
+    area_a = _area(a)
+    valid = area_a > EPS
+    return np.where(valid, inter, 0.0) / np.where(valid, area_a, 1.0)
+
+
+@dataclass
+class Pairs:
+    """Row pairs (i into the first set, j into the second) in the same frame with overlap > 0,
+    ordered by frame, then i, then j (the row-major order of TrackEval's per-frame matrices)."""
+    i: np.ndarray  # (M,) int64
+    j: np.ndarray  # (M,) int64
+    value: np.ndarray  # (M,) float64
+
+    def select(self, mask: np.ndarray) -> "Pairs":
+        return Pairs(self.i[mask], self.j[mask], self.value[mask])
+
+
+def frame_offsets(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """Start of each frame's rows in frame-sorted `frames` (0-based), plus the end: (T+1,)."""
+    return np.searchsorted(frames, np.arange(num_frames + 1))
+
+
+def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.ndarray, boxes_b: np.ndarray,
+                      measure=iou) -> Pairs:
+    """Every pair of rows of A and B in the same frame with `measure` > 0. Rows are sorted by
+    frame and given by their frame offsets (`frame_offsets`); corner boxes.
+
+    Frames are processed in chunks as padded (frames, rows of A, rows of B) grids: plain
+    broadcasting, no gathers; padding boxes have no area and so overlap nothing."""
+    n_a, n_b = np.diff(starts_a), np.diff(starts_b)
+    frames = np.flatnonzero((n_a > 0) & (n_b > 0))
+    out = [Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
+    if len(frames) == 0:
+        return out[0]
+    per_chunk = max(1, _MAX_PAIRS_PER_CHUNK // int(n_a[frames].max() * n_b[frames].max()))
+    for lo in range(0, len(frames), per_chunk):
+        chunk = frames[lo:lo + per_chunk]
+        rows_a, grid_a = _padded(starts_a[chunk], n_a[chunk], boxes_a)
+        rows_b, grid_b = _padded(starts_b[chunk], n_b[chunk], boxes_b)
+        value = measure(grid_a[:, :, None, :], grid_b[:, None, :, :])
+        f, a, b = np.nonzero(value > 0)
+        out.append(Pairs(rows_a[f, a], rows_b[f, b], value[f, a, b]))
+    return Pairs(*(np.concatenate([getattr(p, k) for p in out]) for k in ("i", "j", "value")))
+
+
+def _padded(starts: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers (frames, max count) and boxes (frames, max count, 4) padded with empty boxes."""
+    slot = np.arange(counts.max())
+    rows = starts[:, None] + slot
+    valid = slot < counts[:, None]
+    grid = np.zeros(rows.shape + (4,))
+    grid[valid] = boxes[rows[valid]]
+    return rows, grid

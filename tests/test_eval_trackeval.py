@@ -1,0 +1,124 @@
+"""trackformers.evaluate against TrackEval itself on generated cases: every field within 1e-6."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trackformers.eval.evaluate import evaluate
+from trackformers.eval.testing import Errors, make_sequence, run_trackeval, write_bdd_json, write_case
+
+pytest.importorskip("trackeval")
+
+HOTA_ARRAYS = ("HOTA", "DetA", "AssA", "DetRe", "DetPr", "AssRe", "AssPr", "LocA", "OWTA",
+               "HOTA_TP", "HOTA_FN", "HOTA_FP")
+
+
+def assert_same(ours: dict, ref: dict, where: str) -> None:
+    """Every TrackEval field: arrays against `per_alpha` (and their mean), scalars directly."""
+    checked = 0
+    for key, value in ref.items():
+        if key == "Frames":  # Count's per-sequence frame number, not a metric TrackEval combines
+            continue
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(ours["per_alpha"][key], value, rtol=0, atol=1e-6, err_msg=f"{where} {key}")
+            if key in ours:
+                assert ours[key] == pytest.approx(np.mean(value), abs=1e-6), f"{where} {key}"
+        elif isinstance(ours[key], int):
+            assert ours[key] == int(value), f"{where} {key}: {ours[key]} != {value}"
+        else:
+            assert ours[key] == pytest.approx(float(value), abs=1e-6), f"{where} {key}: {ours[key]} != {value}"
+        checked += 1
+    assert checked >= 40 and set(HOTA_ARRAYS) <= set(ours["per_alpha"])
+
+
+def compare(tmp_path, seqs, benchmark, pred_class=False):
+    gt_root, pred_root = write_case(tmp_path, seqs, pred_class=pred_class)
+    ours = evaluate(gt_root, pred_root, benchmark=benchmark)
+    if benchmark == "bdd100k":
+        ref = run_trackeval(*write_bdd_json(gt_root, pred_root, tmp_path / "json"), "bdd100k")
+        assert set(ours) == set(ref)
+        for seq in ref:
+            assert set(ref[seq]) <= set(ours[seq])
+            for cls in ref[seq]:
+                assert_same(ours[seq][cls], ref[seq][cls], f"{seq}/{cls}")
+    else:
+        ref = run_trackeval(gt_root, pred_root, benchmark)
+        assert set(ours) == set(ref)
+        for seq in ref:
+            assert_same(ours[seq], ref[seq], seq)
+    return ours
+
+
+def generated(seed, errors, n_seqs=2, frames=120, tracks=12):
+    rng = np.random.default_rng(seed)
+    return {f"seq{k}": (*make_sequence(rng, frames, tracks, errors), frames) for k in range(n_seqs)}
+
+
+CASES = {
+    "typical": Errors(),
+    "switches_and_swaps": Errors(switch=0.03, new_id=0.02, miss=0.02, fp=0.2),
+    "fragmentation": Errors(gap=0.05, miss=0.2, switch=0.0, new_id=0.0),
+    "false_positives_and_duplicates": Errors(fp=4.0, duplicate=0.3),
+    "jitter_near_thresholds": Errors(jitter=0.25, miss=0.0),
+    "perfect": Errors(miss=0, jitter=0, fp=0, switch=0, new_id=0, gap=0, duplicate=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_dancetrack_cases(tmp_path, name):
+    seed = sorted(CASES).index(name)
+    compare(tmp_path, generated(seed, CASES[name]), "dancetrack")
+
+
+def test_crowded_sequence(tmp_path):
+    """Many overlapping boxes per frame: most frames need the Hungarian step."""
+    rng = np.random.default_rng(7)
+    seqs = {"crowd": (*make_sequence(rng, 60, 60, Errors(jitter=0.1, duplicate=0.1), size=(400, 300)), 60)}
+    compare(tmp_path, seqs, "sportsmot")
+
+
+def test_mot17_distractors_and_zero_marked(tmp_path):
+    errors = Errors(distractor=0.3, zero_marked=0.2, fp=1.0)
+    compare(tmp_path, generated(11, errors, n_seqs=3), "mot17")
+
+
+def test_mot20_non_motorised_vehicles(tmp_path):
+    rng = np.random.default_rng(12)
+    seqs = {}
+    for k in range(2):
+        gt, pred = make_sequence(rng, 80, 14, Errors(distractor=0.2, zero_marked=0.1, classes=(1, 1, 6)))
+        seqs[f"MOT20-0{k}"] = (gt, pred, 80)
+    compare(tmp_path, seqs, "mot20")
+
+
+def test_empty_sequences_and_predictions(tmp_path):
+    rng = np.random.default_rng(3)
+    gt, pred = make_sequence(rng, 50, 6, Errors())
+    seqs = {
+        "a_normal": (gt, pred, 50),
+        "b_no_predictions": (gt, pred[:0], 50),
+        "c_no_ground_truth": (gt[:0], pred, 50),
+        "d_both_empty": (gt[:0], pred[:0], 50),
+        "e_half_empty": (gt[gt[:, 0] <= 25], pred[pred[:, 0] > 25], 50),
+    }
+    compare(tmp_path, seqs, "dancetrack")
+
+
+def test_exact_duplicates_and_degenerate_boxes(tmp_path):
+    """Identical duplicate boxes (exact ties in every matching) and boxes without area."""
+    rng = np.random.default_rng(5)
+    gt, pred = make_sequence(rng, 80, 10, Errors(duplicate=0.0))
+    dup = pred[rng.random(len(pred)) < 0.3].copy()
+    dup[:, 1] += 100000
+    degenerate = pred[rng.random(len(pred)) < 0.05].copy()
+    degenerate[:, 1] += 300000
+    degenerate[:, 4] = -degenerate[:, 4]
+    pred = np.concatenate([pred, dup, degenerate])
+    gt[rng.random(len(gt)) < 0.03, 5] = 0.0
+    compare(tmp_path, {"ties": (gt, pred[np.argsort(pred[:, 0], kind="stable")], 80)}, "generic")
+
+
+def test_bdd100k_classes_and_crowd_regions(tmp_path):
+    errors = Errors(classes=(1, 2, 3, 4, 4, 5, 6, 7, 8, 9, 10, 11), zero_marked=0.15, fp=1.5)
+    ours = compare(tmp_path, generated(21, errors, n_seqs=2, frames=60, tracks=24), "bdd100k", pred_class=True)
+    assert {"cls_comb_cls_av", "cls_comb_det_av", "HUMAN", "VEHICLE", "BIKE"} <= set(ours["COMBINED"])
