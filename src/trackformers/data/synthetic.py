@@ -203,7 +203,7 @@ def _dance(rng, T, W, H) -> Objects:
     hue = rng.uniform(0, 180)  # one costume colour for everybody, tiny per-dancer variations
     sat, val = rng.uniform(120, 220), rng.uniform(140, 220)
     sprites, masks = zip(*[_sprite(rng, "person", wh[k, 0], wh[k, 1],
-                                   _hsv_colour(hue + rng.uniform(-5, 5), sat + rng.uniform(-15, 15), val + rng.uniform(-15, 15)),
+                                   _hsv_colour(hue, sat + rng.uniform(-4, 4), val + rng.uniform(-12, 12)),
                                    stripes=0.45, noise=8) for k in range(n)])
     return Objects(np.concatenate([stay, walk]), list(sprites), list(masks), np.ones(n, np.int64), hue)
 
