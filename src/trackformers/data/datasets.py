@@ -197,7 +197,9 @@ def load_dancetrack(root: str, split: str = "train") -> list[Sequence]:
 
 
 def load_sportsmot(root: str, split: str = "train") -> list[Sequence]:
-    return offset_ids(_mot_split(_find_dir(root, _layouts(split, ("SportsMOT", "sportsmot")))))
+    # MeMOTR's DATADIR layout, or the official release's `dataset/<split>` folders
+    candidates = _layouts(split, ("SportsMOT", "sportsmot")) + _layouts(split, ("SportsMOT", "sportsmot"), "dataset")
+    return offset_ids(_mot_split(_find_dir(root, candidates)))
 
 
 def load_synthetic(root: str, split: str = "train") -> list[Sequence]:

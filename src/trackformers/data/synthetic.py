@@ -219,13 +219,14 @@ def _crowd(rng, T, W, H) -> Objects:
 
 
 def _multiclass(rng, T, W, H) -> Objects:
-    # class: (count range, height range, aspect range, speed range, vertical band, shape, hue)
-    spec = {1: ((4, 9), (0.10, 0.16), (0.35, 0.45), (0.4, 1.5), (0.30, 0.50), "person", None),
-            2: ((3, 7), (0.10, 0.15), (1.6, 2.2), (2.0, 6.0), (0.60, 0.95), "vehicle", None),
-            3: ((1, 3), (0.16, 0.22), (2.2, 3.0), (1.5, 4.0), (0.60, 0.95), "vehicle", None),
-            4: ((1, 4), (0.08, 0.11), (0.8, 1.1), (1.0, 3.0), (0.40, 0.58), "diamond", None)}
+    # class: (count range, height range, aspect range, speed range, vertical band, shape);
+    # vehicles drive in the lower lanes, pedestrians and bicycles on the upper sidewalk
+    spec = {1: ((4, 9), (0.10, 0.16), (0.35, 0.45), (0.4, 1.5), (0.30, 0.50), "person"),
+            2: ((3, 7), (0.10, 0.15), (1.6, 2.2), (2.0, 6.0), (0.60, 0.95), "vehicle"),
+            3: ((1, 3), (0.16, 0.22), (2.2, 3.0), (1.5, 4.0), (0.60, 0.95), "vehicle"),
+            4: ((1, 4), (0.08, 0.11), (0.8, 1.1), (1.0, 3.0), (0.40, 0.58), "diamond")}
     xy, sprites, masks, classes = [], [], [], []
-    for cls, (count, height, aspect, speed, band, shape, _) in spec.items():
+    for cls, (count, height, aspect, speed, band, shape) in spec.items():
         n = int(rng.integers(count[0], count[1] + 1))
         wh = _sizes(rng, n, H, height, aspect)
         path = _crossing(rng, n, T, W, H, wh, speed, band, 0.005)
