@@ -144,7 +144,7 @@ def test_errors_name_the_problem(tmp_path):
     seq_dir = tmp_path / "DanceTrack" / "train" / "dt1"
     shutil.copytree(os.path.join(FIX, "DanceTrack", "train", "dancetrack0002"), seq_dir)
     (seq_dir / "gt" / "gt.txt").write_text("1,1,0,0,5,5,1,1,1\n2,1,x,1,5,5,1,1,1\n")
-    with pytest.raises(ValueError, match=r"gt\.txt:2"):
+    with pytest.raises(ValueError, match=r"^[^:]*gt\.txt:2: not a number"):  # the path once
         load_dataset("dancetrack", str(tmp_path), "train")
     (seq_dir / "gt" / "gt.txt").write_text("7,1,0,0,5,5,1,1,1\n")
     with pytest.raises(ValueError, match="frame 7 outside 1..2"):
@@ -152,6 +152,21 @@ def test_errors_name_the_problem(tmp_path):
     os.remove(seq_dir / "img1" / "00000002.jpg")
     with pytest.raises(ValueError, match="seqLength=2"):
         load_dataset("dancetrack", str(tmp_path), "train")
+    shutil.copy(seq_dir / "img1" / "00000001.jpg", seq_dir / "img1" / "00000003.jpg")
+    with pytest.raises(ValueError, match="without gaps"):
+        load_dataset("dancetrack", str(tmp_path), "train")
+
+
+def test_unpadded_frame_names_sort_by_number(tmp_path):
+    seq_dir = tmp_path / "train" / "s1"
+    (seq_dir / "img1").mkdir(parents=True)
+    src = os.path.join(FIX, "DanceTrack", "train", "dancetrack0001", "img1", "00000001.jpg")
+    for k in range(1, 12):
+        shutil.copy(src, seq_dir / "img1" / f"{k}.jpg")
+    (seq_dir / "seqinfo.ini").write_text("[Sequence]\nname=s1\nimDir=img1\nframeRate=10\nseqLength=11\nimWidth=32\nimHeight=24\nimExt=.jpg\n")
+    (seq,) = load_dataset("synthetic", str(tmp_path))
+    assert [os.path.basename(p) for p in seq.image_paths] == [f"{k}.jpg" for k in range(1, 12)]
+    assert not seq.has_gt
 
 
 def test_frame_annotations_select():

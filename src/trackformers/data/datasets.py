@@ -120,17 +120,20 @@ def read_mot_sequence(seq_dir: str, person_only: bool = False, keep_ignored: boo
     img_dir = os.path.join(seq_dir, info.get("imDir", "img1"))
     if not os.path.isdir(img_dir):
         raise FileNotFoundError(f"image folder not found: {img_dir}")
-    paths = list_images(img_dir, info.get("imExt"))
-    numbers = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    if not all(n.isdigit() for n in numbers) or [int(n) for n in numbers] != list(range(1, len(paths) + 1)):
+    stems = {p: os.path.splitext(os.path.basename(p))[0] for p in list_images(img_dir, info.get("imExt"))}
+    if not all(s.isdigit() for s in stems.values()):
+        raise ValueError(f"{img_dir}: frame files must be named by their frame number")
+    paths = sorted(stems, key=lambda p: int(stems[p]))
+    if [int(stems[p]) for p in paths] != list(range(1, len(paths) + 1)):
         raise ValueError(f"{img_dir}: frames must be numbered 1..N without gaps")
     if len(paths) != info["seqLength"]:
         raise ValueError(f"{img_dir}: {len(paths)} images but seqLength={info['seqLength']} in seqinfo.ini")
     gt_path = os.path.join(seq_dir, "gt", "gt.txt")
     has_gt = os.path.isfile(gt_path)
     if has_gt:
+        rows = mot.read_mot(gt_path)  # its errors already name the file and line
         try:
-            annotations = frames_from_mot(mot.read_mot(gt_path), len(paths), person_only, keep_ignored)
+            annotations = frames_from_mot(rows, len(paths), person_only, keep_ignored)
         except ValueError as e:
             raise ValueError(f"{gt_path}: {e}") from None
     else:
