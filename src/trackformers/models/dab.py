@@ -14,55 +14,34 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
+
+from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
+                                                        DeformableTransformerDecoderLayer)
+from trackformers.models.heads import MLP
+from trackformers.models.position_encoding import sine_embed
 
 SINE_ORDERS = {"xywh": (0, 1, 2, 3), "yxwh": (1, 0, 2, 3)}
 
 
 def anchor_sine_embed(boxes: Tensor, num_feats: int = 128, temperature: float = 10000.0,
                       order: str = "xywh", scale: float = 2 * math.pi) -> Tensor:
-    """Sine embedding of normalised boxes: (..., 4) -> (..., 4 * num_feats).
-
-    Per coordinate, `num_feats` channels alternate sin/cos over frequency pairs (DETR style,
-    frequency `temperature ** (2 * (i // 2) / num_feats)`); coordinates are concatenated in
-    `order` ("xywh" as MeMOTR, "yxwh" as DAB-Deformable-DETR).
-    """
+    """Sine embedding of normalised boxes: (..., 4) -> (..., 4 * num_feats), coordinates
+    concatenated in `order` ("xywh" as MeMOTR, "yxwh" as DAB-Deformable-DETR)."""
     if order not in SINE_ORDERS:
         raise ValueError(f"anchor sine order must be one of {sorted(SINE_ORDERS)}, got {order!r}")
-    i = torch.arange(num_feats, dtype=torch.float32, device=boxes.device)
-    dim_t = temperature ** (2 * torch.div(i, 2, rounding_mode="floor") / num_feats)
-    pos = boxes[..., list(SINE_ORDERS[order])] * scale
-    pos = pos[..., None] / dim_t                                      # (..., 4, F)
-    pos = torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1)
-    return pos.flatten(-3)
-
-
-class MLP(nn.Module):
-    """Linear layers with ReLU between them (the DETR box-head MLP)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, dims[1:] + [output_dim]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
+    return sine_embed(boxes[..., list(SINE_ORDERS[order])], num_feats, temperature, scale)
 
 
 class AnchorQueryPos(nn.Module):
     """Positional queries from anchor boxes: `query_scale(tgt) * ref_point_head(sine(anchor))`.
 
-    Parameter names (`ref_point_head`, `query_scale`) are the official ones, so checkpoints load
-    by prefix.
+    Sub-module names (`ref_point_head`, `query_scale`) are the official ones.
     """
 
     def __init__(self, d_model: int = 256, temperature: float = 10000.0, order: str = "xywh"):
         super().__init__()
+        anchor_sine_embed(Tensor(4), 2, order=order)  # reject an unknown order now, not mid-forward
         self.d_model, self.temperature, self.order = d_model, temperature, order
         self.ref_point_head = MLP(2 * d_model, d_model, d_model, 2)
         self.query_scale = MLP(d_model, d_model, d_model, 2)
@@ -73,3 +52,22 @@ class AnchorQueryPos(nn.Module):
         sine = anchor_sine_embed(anchors, self.d_model // 2, self.temperature, self.order)
         pos = self.ref_point_head(sine)
         return pos if layer == 0 else self.query_scale(tgt) * pos
+
+
+class DABDecoder(DeformableTransformerDecoder):
+    """A deformable decoder whose positional queries come from the queries' current anchor
+    boxes (`anchor_pos`), recomputed in every layer; without `anchor_pos` it is the plain
+    decoder (positional queries given by the caller). Call it with 4-d references, box
+    refinement heads and `query_pos=None`."""
+
+    def __init__(self, decoder_layer: DeformableTransformerDecoderLayer, num_layers: int,
+                 inverse_sigmoid_eps: float = 1e-5, anchor_pos: AnchorQueryPos | None = None):
+        super().__init__(decoder_layer, num_layers, inverse_sigmoid_eps)
+        self.anchor_pos = anchor_pos
+
+    def layer_query_pos(self, lid: int, output: Tensor, reference_points_input: Tensor,
+                        query_pos: Tensor | None) -> Tensor | None:
+        if self.anchor_pos is None:
+            return query_pos
+        # The anchor as seen from level 0 (boxes scaled by that level's valid ratios), as DAB.
+        return self.anchor_pos(output, reference_points_input[:, :, 0], lid)

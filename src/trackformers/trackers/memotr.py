@@ -11,12 +11,21 @@ What MeMOTR adds to the shared tracker base (trackers/base.py) and detector core
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from trackformers.models.dab import MLP, anchor_sine_embed
-from trackformers.ops.box_ops import inverse_sigmoid
+from trackformers.models.dab import AnchorQueryPos, DABDecoder, anchor_sine_embed
+from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer
+from trackformers.models.detector import DeformableDETR, DetectorConfig
+from trackformers.models.heads import MLP
+from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou, inverse_sigmoid
+from trackformers.trackers.base import (ClipLoss, TrackState, match_tracklets, pad_images, report_mask,
+                                       runtime_update)
+from trackformers.trackers.motr import InputConfig, LossConfig
 
 
 class FFN(nn.Module):
@@ -106,3 +115,352 @@ class QueryUpdater(nn.Module):
                     query_embed=torch.where(keep, query, query_embed),
                     last_output=torch.where(keep, output_embed, last_output),
                     long_memory=torch.where(keep, new_memory, long_memory))
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration (defaults: the official DanceTrack DAB config, configs/train_dancetrack.yaml)
+# ---------------------------------------------------------------------------------------
+def _memotr_detector() -> DetectorConfig:
+    # The MeMOTR checkpoints were fine-tuned with image position temperature 20 (not 10000).
+    return DetectorConfig(num_classes=1, with_box_refine=True, dropout=0.0, dim_feedforward=2048,
+                          num_queries=300, pos_temperature=20.0)
+
+
+@dataclass
+class MeMOTRConfig:
+    detector: DetectorConfig = field(default_factory=_memotr_detector)
+    use_dab: bool = True               # DAB anchor-box queries (False: Deformable DETR queries)
+    detect_only_layers: int = 1        # decoder layers that see detect queries only (MERGE_DET_TRACK_LAYER)
+    anchor_sine_order: str = "xywh"    # coordinate order of the anchor sine embedding (DAB-DETR: yxwh)
+    anchor_temperature: float = 10000.0
+    update_thresh: float = 0.5         # a track updates query / box / memories only above this score
+    memory_lambda: float = 0.01        # long-term memory EMA: M <- (1 - lambda) M + lambda O
+    train_iou_thresh: float = 0.5      # training: a propagated track whose IoU is below loses its id
+    loss: LossConfig = field(default_factory=LossConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    # runtime (official RuntimeTracker + Submitter filters)
+    det_score_thresh: float = 0.5      # birth: detect query with max score >= this
+    track_score_thresh: float = 0.5    # a track whose own-label score is below is missed
+    result_score_thresh: float = 0.5   # report tracks with max score > this
+    miss_tolerance: int = 30           # a track dies after this many consecutive misses
+    area_threshold: float = 100.0      # report boxes with area > this (original-image pixels)
+    size_divisibility: int = 32        # zero-pad images to a multiple of this (mask on padding), as the original
+    grad_checkpointing: bool = False   # recompute backbone + encoder and decoder layers in backward
+
+
+# ---------------------------------------------------------------------------------------
+# The decoder split: detection-only layers first, joint layers after
+# ---------------------------------------------------------------------------------------
+class SplitDecoderLayer(DeformableTransformerDecoderLayer):
+    """A decoder layer that, when `num_detect` > 0, runs on the first `num_detect` queries only
+    (the detect queries) and passes the rest (track queries) through unchanged; with
+    `point_references` those detect queries sample around 2-d points (Deformable DETR's first
+    layer) instead of boxes."""
+
+    num_detect: int = 0
+    point_references: bool = False
+
+    def forward(self, tgt, query_pos, reference_points, memory, spatial_shapes, level_start_index,
+                memory_padding_mask=None, self_attn_mask=None, query_padding_mask=None):
+        n = self.num_detect
+        if n <= 0:
+            return super().forward(tgt, query_pos, reference_points, memory, spatial_shapes, level_start_index,
+                                   memory_padding_mask, self_attn_mask, query_padding_mask)
+        refs = reference_points[:, :n, :, :2] if self.point_references else reference_points[:, :n]
+        det = super().forward(tgt[:, :n], None if query_pos is None else query_pos[:, :n], refs, memory,
+                              spatial_shapes, level_start_index, memory_padding_mask,
+                              None if self_attn_mask is None else self_attn_mask[..., :n, :n],
+                              None if query_padding_mask is None else query_padding_mask[:, :n])
+        return torch.cat((det, tgt[:, n:]), 1)
+
+
+class MeMOTRDecoder(DABDecoder):
+    """Detection decoder (first `detect_only_layers` layers, detect queries only, whose track
+    references are not refined) followed by the joint decoder."""
+
+    def __init__(self, cfg: MeMOTRConfig):
+        d = cfg.detector
+        layer = SplitDecoderLayer(d.hidden_dim, d.dim_feedforward, d.dropout, d.activation,
+                                  d.num_feature_levels, d.nheads, d.dec_n_points)
+        anchor_pos = AnchorQueryPos(d.hidden_dim, cfg.anchor_temperature, cfg.anchor_sine_order) if cfg.use_dab else None
+        super().__init__(layer, d.dec_layers, d.inverse_sigmoid_eps, anchor_pos)
+        self.num_detect = d.num_queries
+        self.detect_only_layers = cfg.detect_only_layers
+        for lid in range(cfg.detect_only_layers):
+            self.layers[lid].num_detect = d.num_queries
+            self.layers[lid].point_references = lid == 0 and not cfg.use_dab
+
+    def next_references(self, lid: int, refined: Tensor, reference_points: Tensor) -> Tensor:
+        if lid >= self.detect_only_layers:
+            return refined.detach()
+        n = self.num_detect
+        return torch.cat((refined[:, :n].detach(), reference_points[:, n:]), 1)
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+@dataclass
+class FrameOutput:
+    """One frame of one sequence after the decoder.
+
+    rows: detect rows then track rows, with this frame's `logits`, `boxes`, `embeds`.
+    logits, boxes: (layers, n, K), (layers, n, 4) every decoder layer's predictions (with grad).
+    penultimate: (n, C) input of the last decoder layer (a newborn track's content query).
+    last_refs: (n, 4) logit references the last layer started from (a newborn's reference).
+    """
+    rows: TrackState
+    logits: Tensor
+    boxes: Tensor
+    penultimate: Tensor
+    last_refs: Tensor
+
+
+class MeMOTR(nn.Module):
+    """DAB- (or plain) Deformable DETR with MeMOTR's decoder split, memory-based query updater
+    and runtime. Track rows carry in `memory`: `last_output` (C), `long_memory` (C) and
+    `labels` (the class fixed at birth)."""
+
+    Config = MeMOTRConfig
+    first_id = 0  # ids count from 0, as the official writer
+
+    def __init__(self, cfg: MeMOTRConfig):
+        super().__init__()
+        d = cfg.detector
+        if d.two_stage or not d.with_box_refine:
+            raise ValueError("MeMOTR uses single-stage queries with box refinement: set detector.two_stage=false, "
+                             "detector.with_box_refine=true")
+        if not 0 <= cfg.detect_only_layers < d.dec_layers:
+            raise ValueError(f"detect_only_layers must be in [0, {d.dec_layers}), got {cfg.detect_only_layers}")
+        self.cfg = cfg
+        self.detector = DeformableDETR(d)
+        del self.detector.query_embed  # MeMOTR's detect queries are its own parameters below
+        self.detector.transformer.decoder = MeMOTRDecoder(cfg)
+        if cfg.use_dab:
+            del self.detector.transformer.reference_points  # anchors replace the point head
+        self.detector.transformer.reset_parameters()
+        C, Q = d.hidden_dim, d.num_queries
+        self.det_query_embed = nn.Parameter(torch.randn(Q, C if cfg.use_dab else 2 * C))
+        if cfg.use_dab:
+            self.det_anchor = nn.Parameter(torch.randn(Q, 4))  # logit-space boxes
+        self.query_updater = QueryUpdater(C, d.dim_feedforward, d.nheads, d.dropout, cfg.update_thresh,
+                                          cfg.memory_lambda, learned_query_pos=not cfg.use_dab,
+                                          eps=d.inverse_sigmoid_eps)
+
+    # -- state ------------------------------------------------------------------------
+    def _memory(self, n: int, like: Tensor) -> dict[str, Tensor]:
+        C = self.cfg.detector.hidden_dim
+        return {"last_output": like.new_zeros(n, C), "long_memory": like.new_zeros(n, C),
+                "labels": torch.zeros(n, dtype=torch.long, device=like.device)}
+
+    def new_state(self) -> TrackState:
+        """No tracks: the start of a sequence."""
+        d, w = self.cfg.detector, self.det_query_embed
+        state = TrackState.empty(w.shape[1], 4, d.hidden_dim, d.num_classes, device=w.device, dtype=w.dtype)
+        return state.replace(memory=self._memory(0, w))
+
+    def detect_rows(self, next_id: int = 0) -> TrackState:
+        """The detect queries as fresh rows with logit-space 4-d references."""
+        d, queries = self.cfg.detector, self.det_query_embed
+        if self.cfg.use_dab:
+            refs = self.det_anchor
+        else:  # a learned 2-d point; w, h at logit 0 (0.5), unused by the point-sampling first layer
+            xy = self.detector.transformer.reference_points(queries[:, :d.hidden_dim])
+            refs = torch.cat((xy, torch.zeros_like(xy)), 1)
+        return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, self._memory(len(queries), queries),
+                                   next_id=next_id)
+
+    # -- the per-frame step, shared by training and inference ---------------------------
+    def encode(self, images: Tensor, masks: Tensor):
+        srcs, level_masks, pos = self.detector.features(images, masks)
+        return self.detector.transformer.encode(srcs, level_masks, pos)
+
+    def step(self, images: Tensor, masks: Tensor | None, states: list[TrackState]) -> list[FrameOutput]:
+        """Decode one frame of each sequence: images (B, 3, H, W) normalised, masks (B, H, W)
+        True on padding (None: no padding), states[b] the track rows of sequence b."""
+        if masks is None:
+            masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+            enc = checkpoint(self.encode, images, masks, use_reentrant=False)
+        else:
+            enc = self.encode(images, masks)
+        d = self.cfg.detector
+        decoder = self.detector.transformer.decoder
+        outputs = []
+        # Sequences carry different numbers of track queries: decode them one by one on the
+        # shared (batched) encoder memory instead of padding the queries.
+        for b, state in enumerate(states):
+            rows = TrackState.cat([self.detect_rows(state.next_id), state])
+            if self.cfg.use_dab:
+                tgt, pos = rows.queries, None
+            else:
+                pos, tgt = rows.queries.split(d.hidden_dim, dim=1)
+                pos = pos[None]
+            ref = rows.refs.sigmoid()[None]
+            args = (tgt[None], ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
+                    enc.valid_ratios[b:b + 1], pos, enc.padding_mask[b:b + 1])
+            if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+                hs, inter = checkpoint(decoder, *args, bbox_embed=self.detector.bbox_embed, use_reentrant=False)
+            else:
+                hs, inter = decoder(*args, bbox_embed=self.detector.bbox_embed)
+            logits, boxes = self.detector.predict(hs, ref, inter)
+            logits, boxes = logits[:, 0], boxes[:, 0]
+            rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0])
+            outputs.append(FrameOutput(rows, logits, boxes, penultimate=hs[-2, 0],
+                                       last_refs=inverse_sigmoid(inter[-2, 0], d.inverse_sigmoid_eps)))
+        return outputs
+
+    def newborn(self, out: FrameOutput, rows: Tensor) -> TrackState:
+        """Rows (indices into out.rows) initialised as new tracks, as the original: content query
+        = input of the last decoder layer, reference = the box the last layer started from,
+        last output = this output, long-term memory = the content query."""
+        r = out.rows[rows]
+        content = out.penultimate[rows]
+        queries = content if self.cfg.use_dab else torch.cat((r.queries[:, :self.cfg.detector.hidden_dim], content), 1)
+        memory = {"last_output": r.embeds, "long_memory": content, "labels": r.logits.detach().argmax(-1)}
+        return r.replace(queries=queries, refs=out.last_refs[rows], memory=memory)
+
+    def next_state(self, tracks: TrackState) -> TrackState:
+        """The query updater on one sequence's tracks (training and inference alike)."""
+        m = tracks.memory
+        upd = self.query_updater(tracks.logits.detach().sigmoid().max(-1).values, tracks.boxes, tracks.refs,
+                                 tracks.queries, tracks.embeds, m["last_output"], m["long_memory"])
+        memory = dict(m, last_output=upd["last_output"], long_memory=upd["long_memory"])
+        return tracks.replace(queries=upd["query_embed"], refs=upd["ref_pts"], memory=memory)
+
+    # -- inference ------------------------------------------------------------------------
+    def lifecycle(self, out: FrameOutput) -> TrackState:
+        """Births, misses and deaths of one frame (official RuntimeTracker); returns the live
+        tracks in the official order: surviving tracks, then newborns in detect-query order."""
+        c, rows = self.cfg, out.rows
+        n_det = c.detector.num_queries
+        is_det = torch.arange(len(rows), device=rows.ids.device) < n_det
+        prob = rows.logits.sigmoid()
+        own = prob.gather(1, rows.memory["labels"][:, None])[:, 0]  # a track is judged on its birth label
+        rows = rows.replace(scores=torch.where(is_det, prob.max(-1).values, own))
+        rows = runtime_update(rows, c.det_score_thresh, c.track_score_thresh, c.track_score_thresh,
+                              c.miss_tolerance, candidates=is_det)
+        born = torch.nonzero(is_det & (rows.ids >= 0)).flatten()
+        kept = torch.nonzero(~is_det & (rows.ids >= 0)).flatten()
+        babies = self.newborn(FrameOutput(rows, out.logits, out.boxes, out.penultimate, out.last_refs), born)
+        return TrackState.cat([rows[kept], babies])
+
+    def report(self, tracks: TrackState, image_size: tuple[int, int]) -> dict[str, Tensor]:
+        """The tracks to report this frame: max score > result_score_thresh, pixel area > area_threshold."""
+        scores = tracks.logits.sigmoid().max(-1).values
+        keep = report_mask(tracks.replace(scores=scores), self.cfg.result_score_thresh, self.cfg.area_threshold,
+                           image_size)
+        return {"ids": tracks.ids[keep], "boxes": tracks.boxes[keep], "scores": scores[keep],
+                "labels": tracks.memory["labels"][keep]}
+
+    @torch.no_grad()
+    def track_frame(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
+                    ) -> tuple[dict[str, Tensor], TrackState, FrameOutput]:
+        """`track` plus the frame's decoder output (all rows, before the runtime update)."""
+        images, masks = pad_images([image], self.cfg.size_divisibility)
+        out = self.step(images, masks, [state])[0]
+        tracks = self.next_state(self.lifecycle(out))
+        # Reported: the live tracks after the updater, with this frame's boxes and scores.
+        return self.report(tracks, orig_size or tuple(image.shape[-2:])), tracks, out
+
+    def track(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
+              ) -> tuple[dict[str, Tensor], TrackState]:
+        """One inference frame: image (3, H, W) normalised -> (result, next state).
+
+        orig_size (h, w) of the original frame is where `area_threshold` is measured (as the
+        official filter); without it, the pixels of `image` are used.
+        """
+        result, tracks, _ = self.track_frame(image, state, orig_size)
+        return result, tracks
+
+    # -- training -------------------------------------------------------------------------
+    def matcher(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Hungarian matching with the focal class cost, L1 and GIoU (weights from cfg.loss)."""
+        from scipy.optimize import linear_sum_assignment
+        c = self.cfg.loss
+        with torch.no_grad():
+            prob = logits.sigmoid()[:, labels]
+            neg = (1 - c.focal_alpha) * prob ** c.focal_gamma * -(1 - prob + 1e-8).log()
+            pos = c.focal_alpha * (1 - prob) ** c.focal_gamma * -(prob + 1e-8).log()
+            cost = (c.set_cost_class * (pos - neg) + c.set_cost_bbox * torch.cdist(boxes, tgt_boxes, p=1)
+                    - c.set_cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes)))
+            qi, ti = linear_sum_assignment(cost.cpu().numpy())
+        return torch.as_tensor(qi, dtype=torch.long), torch.as_tensor(ti, dtype=torch.long)
+
+    def layer_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
+        """Summed losses of one decoder layer: sigmoid focal loss averaged over classes and summed
+        over rows (rows without a target are background), L1 and GIoU over rows with a target."""
+        c = self.cfg.loss
+        matched = gt_idx >= 0
+        onehot = torch.zeros_like(logits)
+        onehot[matched, target["labels"][gt_idx[matched]]] = 1.0
+        prob = logits.sigmoid()
+        ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+        p_t = prob * onehot + (1 - prob) * (1 - onehot)
+        focal = ce * (1 - p_t) ** c.focal_gamma * (c.focal_alpha * onehot + (1 - c.focal_alpha) * (1 - onehot))
+        src, tgt = boxes[matched], target["boxes"][gt_idx[matched]]
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt)).diagonal()
+        return {"loss_ce": focal.mean(1).sum(), "loss_bbox": F.l1_loss(src, tgt, reduction="sum"),
+                "loss_giou": (1 - giou).sum()}
+
+    def supervise(self, out: FrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
+        """Assign one frame's targets and add its losses (official ClipCriterion): tracks keep
+        their identity's target; detect rows are Hungarian-matched to the untracked targets
+        (in the detection-only layers: to all targets, tracks there are background). Returns
+        the rows with ids (newly matched detect rows take their target's id), target indices and
+        IoUs with the targets."""
+        rows = out.rows
+        is_det = torch.arange(len(rows), device=rows.ids.device) < self.cfg.detector.num_queries
+        no_tracks = torch.full_like(rows.ids, -1)
+        layers = out.logits.shape[0]
+        losses, final = {}, None
+        for layer in range(layers):
+            ids = no_tracks if layer < self.cfg.detect_only_layers else rows.ids
+            a = match_tracklets(ids, is_det, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
+            prefix = "" if layer == layers - 1 else f"aux{layer}/"
+            for k, v in self.layer_losses(out.logits[layer], out.boxes[layer], a.gt_idx, target).items():
+                losses[prefix + k] = v
+            final = a
+        # MeMOTR normalises by the clip's number of targets only (disappeared tracks not counted).
+        clip_loss.add(losses, len(target["ids"]))
+        assigned = final.gt_idx >= 0
+        iou = rows.iou.clone()  # a track without a target this frame keeps its last IoU, as the original
+        if assigned.any():
+            src = box_cxcywh_to_xyxy(rows.boxes[assigned].detach())
+            tgt = box_cxcywh_to_xyxy(target["boxes"][final.gt_idx[assigned]])
+            iou[assigned] = box_iou(src, tgt)[0].diagonal().to(iou.dtype)
+        return rows.replace(ids=final.ids, gt_idx=final.gt_idx, iou=iou)
+
+    def select_tracks(self, out: FrameOutput, rows: TrackState) -> TrackState:
+        """Training: next frame's tracks (official QueryUpdater.select_active_tracks, no TP drop /
+        FP insertion): previous tracks, then matched detect rows as newborns, then unmatched
+        detect rows (id -1, reference = their anchor); kept if confident or assigned; a kept row
+        whose box overlaps its target less than `train_iou_thresh` loses its id (background next frame)."""
+        n_det = self.cfg.detector.num_queries
+        det = torch.arange(n_det, device=rows.ids.device)
+        matched = rows.ids[:n_det] >= 0
+        frame = FrameOutput(rows, out.logits, out.boxes, out.penultimate, out.last_refs)
+        unmatched = self.newborn(frame, det[~matched])
+        unmatched = unmatched.replace(refs=rows.refs[:n_det][~matched])
+        tracks = TrackState.cat([rows[n_det:], self.newborn(frame, det[matched]), unmatched])
+        scores = tracks.logits.detach().sigmoid().max(-1).values
+        tracks = tracks[(scores > self.cfg.update_thresh) | (tracks.ids >= 0)]
+        ids = torch.where(tracks.iou < self.cfg.train_iou_thresh, torch.full_like(tracks.ids, -1), tracks.ids)
+        return tracks.replace(ids=ids)
+
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """Collective loss of a batch of clips (each a list of (image, target)): every frame's
+        and layer's losses summed, divided once by the number of targets in the batch."""
+        clip_loss = ClipLoss()
+        states = [self.new_state() for _ in clips]
+        for t in range(max(len(c) for c in clips)):
+            live = [b for b, c in enumerate(clips) if t < len(c)]
+            images, masks = pad_images([clips[b][t][0] for b in live], self.cfg.size_divisibility)
+            outs = self.step(images, masks, [states[b] for b in live])
+            for b, out in zip(live, outs):
+                rows = self.supervise(out, clips[b][t][1], clip_loss)
+                if t + 1 < len(clips[b]):
+                    states[b] = self.next_state(self.select_tracks(out, rows))
+        c = self.cfg.loss
+        return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
+                                 "loss_giou": c.giou_loss_coef})

@@ -1,0 +1,66 @@
+"""Official MeMOTR checkpoints (MCG-NJU/MeMOTR, DAB and Deformable-DETR variants) -> MeMOTR.
+
+    trackformers convert --from memotr memotr_dancetrack.pth --out models/memotr_dancetrack
+
+Inferred from the shapes: DAB or not (`det_anchor` present), hidden size, queries, classes,
+FFN width, encoder/decoder depth, feature levels, sampling points per head, backbone depth
+and width. Not visible in the shapes, and set to the official values unless `--set` says
+otherwise: attention heads (8), image position-encoding temperature (20), anchor sine order
+(x, y, w, h) and temperature (10000), inverse-sigmoid eps (1e-5), the detection-only first
+decoder layer (1), the runtime thresholds (DanceTrack: 0.5 / 0.5 / 0.5, miss tolerance 30).
+"""
+from __future__ import annotations
+
+from trackformers.config import from_dict, merge, parse_overrides, to_dict
+from trackformers.convert.common import Converted, Rules, layer_count, map_state_dict, require
+from trackformers.convert.deformable_detr import infer_backbone
+
+RULES = Rules(
+    renames=[
+        (r"backbone\.backbone\.backbone\.", "detector.backbone."),
+        (r"feature_projs\.", "detector.input_proj."),
+        (r"transformer\.decoder\.(query_scale|ref_point_head)\.", r"detector.transformer.decoder.anchor_pos.\1."),
+        (r"transformer\.", "detector.transformer."),
+        (r"(class_embed|bbox_embed)\.", r"detector.\1."),
+        (r"query_updater\.confidence_weight_net\.0\.", "query_updater.confidence_weight."),
+    ],
+    drops=[
+        (r"transformer\.decoder\.bbox_embed\.", "box-refinement alias of bbox_embed (the same tensors)",
+         "bbox_embed."),
+    ],
+)
+
+
+def infer_config(sd: dict, nheads: int = 8) -> dict:
+    """The MeMOTR config (as a dict) that the official state dict's shapes imply."""
+    use_dab = "det_anchor" in sd
+    queries = require(sd, "det_query_embed")
+    hidden = int(queries.shape[1]) // (1 if use_dab else 2)
+    levels = int(require(sd, "transformer.level_embed").shape[0])
+    per_head = lambda key: int(require(sd, key).shape[0]) // (nheads * levels)  # noqa: E731
+    detector = {
+        **infer_backbone(sd, "backbone.backbone.backbone."),
+        "hidden_dim": hidden, "nheads": nheads, "num_feature_levels": levels,
+        "enc_layers": layer_count(sd, "transformer.encoder.layers."),
+        "dec_layers": layer_count(sd, "transformer.decoder.layers."),
+        "dim_feedforward": int(require(sd, "transformer.encoder.layers.0.linear1.weight").shape[0]),
+        "enc_n_points": per_head("transformer.encoder.layers.0.self_attn.attention_weights.weight"),
+        "dec_n_points": per_head("transformer.decoder.layers.0.cross_attn.attention_weights.weight"),
+        "num_queries": int(queries.shape[0]),
+        "num_classes": int(require(sd, "class_embed.0.weight").shape[0]),
+        "with_box_refine": True, "two_stage": False, "dropout": 0.0, "pos_temperature": 20.0,
+    }
+    return {"use_dab": use_dab, "detector": detector}
+
+
+def convert(official: dict, overrides: list[str] | None = None) -> Converted:
+    """Official MeMOTR state dict (float16 or 32) -> our state dict, config and dropped keys."""
+    from trackformers.trackers.memotr import MeMOTR
+
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in official.items()}
+    extra = parse_overrides(overrides)
+    nheads = int(extra.get("detector", {}).get("nheads", 8))
+    cfg = from_dict(MeMOTR.Config, merge(infer_config(sd, nheads), extra))
+    expected = MeMOTR(cfg).state_dict()
+    state_dict, dropped = map_state_dict(sd, expected, RULES)
+    return Converted(state_dict, {"method": "memotr", **to_dict(cfg)}, dropped)

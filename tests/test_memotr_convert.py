@@ -1,0 +1,84 @@
+"""`convert --from memotr`: official key names <-> ours, dropped aliases, and errors naming the key."""
+import re
+
+import pytest
+import torch
+
+from trackformers.config import from_dict
+from trackformers.convert.common import ConversionError
+from trackformers.convert.memotr import convert
+from trackformers.trackers.memotr import MeMOTR
+
+TINY = {"detector": {"backbone_depth": 18, "backbone_width": 8, "hidden_dim": 32, "nheads": 8,
+                     "num_feature_levels": 4, "enc_layers": 1, "dec_layers": 2, "dim_feedforward": 64,
+                     "num_queries": 6, "num_classes": 3, "with_box_refine": True, "dropout": 0.0}}
+# Ours -> official, written out independently of the converter's rules.
+TO_OFFICIAL = [(r"^detector\.backbone\.", "backbone.backbone.backbone."),
+               (r"^detector\.input_proj\.", "feature_projs."),
+               (r"^detector\.transformer\.decoder\.anchor_pos\.", "transformer.decoder."),
+               (r"^detector\.", ""),
+               (r"^query_updater\.confidence_weight\.", "query_updater.confidence_weight_net.0.")]
+
+
+def official_state_dict(use_dab=True):
+    torch.manual_seed(0)
+    model = MeMOTR(from_dict(MeMOTR.Config, {**TINY, "use_dab": use_dab}))
+    out = {}
+    for k, v in model.state_dict().items():
+        for pattern, repl in TO_OFFICIAL:
+            k, n = re.subn(pattern, repl, k)
+            if n:
+                break
+        out[k] = v.half()  # official files in the fixture are float16
+    for k in list(out):  # box refinement registers the box heads a second time
+        if k.startswith("bbox_embed."):
+            out["transformer.decoder." + k] = out[k].clone()
+    return model, out
+
+
+@pytest.mark.parametrize("use_dab", [True, False])
+def test_every_key_mapped_or_dropped(use_dab):
+    model, official = official_state_dict(use_dab)
+    c = convert(official, ["detector.backbone_depth=18"])
+    assert c.config["use_dab"] is use_dab
+    assert c.config["detector"]["num_classes"] == 3 and c.config["detector"]["num_queries"] == 6
+    assert c.config["detector"]["dim_feedforward"] == 64 and c.config["detector"]["dec_layers"] == 2
+    assert c.config["detector"]["pos_temperature"] == 20.0  # MeMOTR's, not Deformable DETR's 10000
+    assert set(c.dropped) == {k for k in official if k.startswith("transformer.decoder.bbox_embed.")}
+    assert len(c.state_dict) + len(c.dropped) == len(official)
+    for k, v in model.state_dict().items():
+        assert torch.equal(c.state_dict[k], v.half().float()), k
+
+
+def test_overrides_reach_the_config():
+    _, official = official_state_dict()
+    c = convert(official, ["miss_tolerance=7", "anchor_sine_order=yxwh"])
+    assert c.config["miss_tolerance"] == 7 and c.config["anchor_sine_order"] == "yxwh"
+
+
+def test_unknown_key_is_named():
+    _, official = official_state_dict()
+    official["query_updater.extra.weight"] = torch.zeros(3)
+    with pytest.raises(ConversionError, match=r"query_updater\.extra\.weight"):
+        convert(official)
+
+
+def test_missing_key_is_named():
+    _, official = official_state_dict()
+    del official["query_updater.memory_norm.weight"]
+    with pytest.raises(ConversionError, match=r"missing key 'query_updater\.memory_norm\.weight'"):
+        convert(official)
+
+
+def test_shape_mismatch_is_named():
+    _, official = official_state_dict()
+    official["query_updater.short_memory_fusion.layers.0.weight"] = torch.zeros(5, 5)
+    with pytest.raises(ConversionError, match=r"query_updater\.short_memory_fusion\.layers\.0\.weight: shape \(5, 5\)"):
+        convert(official)
+
+
+def test_alias_that_differs_is_an_error():
+    _, official = official_state_dict()
+    official["transformer.decoder.bbox_embed.0.layers.0.bias"] += 1
+    with pytest.raises(ConversionError, match=r"transformer\.decoder\.bbox_embed\.0\.layers\.0\.bias"):
+        convert(official)
