@@ -160,6 +160,7 @@ def downsample_mask(mask: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
 
 def build_backbone(depth: int = 50, width: int = 64, dilation: bool = False, num_feature_levels: int = 4,
                    frozen_stages: int = 1) -> ResNet:
-    """The backbone of a Deformable DETR with `num_feature_levels` levels: C3-C5, or C5 alone."""
-    stages = (2, 3, 4) if num_feature_levels > 1 else (4,)
+    """The backbone of a Deformable DETR with `num_feature_levels` levels: C3-C5 (extra levels
+    come from strided convs on C5), or for fewer levels the last ones (C4-C5, C5)."""
+    stages = (2, 3, 4)[-min(num_feature_levels, 3):]
     return ResNet(depth, width, dilation, stages, frozen_stages)

@@ -1,0 +1,142 @@
+"""Detector training: the detector-pretraining stage the trackers start from.
+
+`DetectorTraining` wraps a `DeformableDETR` (as `self.detector`, the attribute name the
+trackers use, so its weights carry over to MOTR by name) and its `SetCriterion`, and exposes
+`training_loss(clips)` like a tracker does, so `trackformers train` runs it with
+`model: {method: "trackformers.models.train_detector:DetectorTraining", ...}`: every frame
+of every clip is an independent image. `fit` is the same in a loop small enough to read at a
+glance (tests, notebooks); `detect` and `evaluate_ap` turn a trained detector into scored
+pixel boxes and AP@0.5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from trackformers.models.ap import average_precision
+from trackformers.models.criterion import SetCriterion
+from trackformers.models.detector import DeformableDETR, DetectorConfig, pad_images
+from trackformers.models.matcher import HungarianMatcher
+from trackformers.models.postprocess import postprocess
+from trackformers.ops.box_ops import box_cxcywh_to_xyxy
+
+
+@dataclass
+class LossConfig:
+    """Deformable DETR's matcher costs and loss weights, focal loss parameters."""
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class DetectorTrainingConfig:
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    grad_checkpointing: bool = False  # accepted for the engine's switch; unused by the detector
+
+
+def build_criterion(num_classes: int, loss: LossConfig) -> SetCriterion:
+    matcher = HungarianMatcher(loss.set_cost_class, loss.set_cost_bbox, loss.set_cost_giou,
+                               loss.focal_alpha, loss.focal_gamma)
+    return SetCriterion(num_classes, matcher, loss.cls_loss_coef, loss.bbox_loss_coef, loss.giou_loss_coef,
+                        loss.focal_alpha, loss.focal_gamma)
+
+
+class DetectorTraining(nn.Module):
+    """A detector plus its loss, trainable by the engine like a tracker."""
+
+    Config = DetectorTrainingConfig
+
+    def __init__(self, cfg: DetectorTrainingConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or DetectorTrainingConfig()
+        self.detector = DeformableDETR(self.cfg.detector)
+        self.criterion = build_criterion(self.cfg.detector.num_classes, self.cfg.loss)
+
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """Losses of every frame of every clip as one batch of images.
+
+        A frame is (normalised image (3, H, W), {"labels" (n,), "boxes" (n, 4) normalised cxcywh}).
+        Returns the unweighted terms plus their weighted sum under "loss".
+        """
+        frames = [frame for clip in clips for frame in clip]
+        images, masks = pad_images([image for image, _ in frames])
+        # Boxes are normalised by each image's own size; padding only extends the canvas, and
+        # the model predicts relative to the valid region (valid ratios), so they stay as they are.
+        targets = [{"labels": t["labels"].to(torch.int64), "boxes": t["boxes"].float()} for _, t in frames]
+        losses = self.criterion(self.detector(images, masks), targets)
+        losses["loss"] = self.criterion.total(losses)
+        return losses
+
+
+def fit(model: DetectorTraining, frames: list[tuple[Tensor, dict]], steps: int, lr: float = 2e-4,
+        lr_backbone: float = 2e-5, batch_size: int = 2, weight_decay: float = 1e-4, clip_max_norm: float = 0.1,
+        seed: int = 0) -> list[float]:
+    """Train on `frames` for `steps` AdamW steps (random mini-batches); returns the total losses."""
+    g = torch.Generator().manual_seed(seed)
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("detector.backbone.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("detector.backbone.")]
+    opt = torch.optim.AdamW([{"params": rest, "lr": lr}, {"params": backbone, "lr": lr_backbone}],
+                            weight_decay=weight_decay)
+    history = []
+    model.train()
+    for _ in range(steps):
+        batch = torch.randperm(len(frames), generator=g)[:batch_size].tolist()
+        loss = model.training_loss([[frames[i] for i in batch]])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        if clip_max_norm > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
+        opt.step()
+        history.append(loss.item())
+    return history
+
+
+@torch.no_grad()
+def detect(detector: DeformableDETR, images: list[Tensor], sizes: Tensor, top_k: int = 100) -> list[dict]:
+    """Normalised images (3, H, W) -> per image top-k {"scores", "labels", "boxes" xyxy in
+    pixels of `sizes` (B, 2) (H, W)}."""
+    detector.eval()
+    batch, masks = pad_images(images)
+    out = detector(batch, masks)
+    return postprocess(out["pred_logits"], out["pred_boxes"], sizes, top_k)
+
+
+def evaluate_ap(detector: DeformableDETR, frames: list[tuple[Tensor, dict]], iou_threshold: float = 0.5,
+                top_k: int = 100, batch_size: int = 4) -> float:
+    """AP@iou_threshold of the detector on (image, target) frames, in each image's pixels."""
+    detections, truths = [], []
+    for start in range(0, len(frames), batch_size):
+        chunk = frames[start:start + batch_size]
+        sizes = torch.tensor([image.shape[-2:] for image, _ in chunk])
+        detections += detect(detector, [image for image, _ in chunk], sizes, top_k)
+        for (image, target), (h, w) in zip(chunk, sizes.tolist()):
+            boxes = box_cxcywh_to_xyxy(target["boxes"]) * torch.tensor([w, h, w, h], dtype=torch.float32)
+            truths.append({"boxes": boxes, "labels": target["labels"]})
+    return average_precision(detections, truths, iou_threshold)["AP"]
+
+
+def load_frames(root: str, split: str = "train", max_frames: int | None = None) -> list[tuple[Tensor, dict]]:
+    """(normalised image, target) pairs of a MOT-layout dataset (e.g. `trackformers synth`)
+    at their stored size, in sequence order."""
+    from trackformers.data.datasets import load_synthetic
+    from trackformers.data.sources import read_rgb
+    from trackformers.data.transforms import ToTensorNormalize
+
+    to_tensor = ToTensorNormalize()
+    frames = []
+    for seq in load_synthetic(root, split):
+        for path, ann in zip(seq.image_paths, seq.annotations):
+            if max_frames is not None and len(frames) >= max_frames:
+                return frames
+            images, targets = to_tensor([read_rgb(path)], [{"boxes": ann.boxes, "labels": ann.labels}])
+            frames.append((images[0], targets[0]))
+    return frames
