@@ -264,7 +264,7 @@ def write_sequence(seq_dir: str, preset: str, frames: int, size: tuple[int, int]
     wh = np.array([m.shape[::-1] for m in objects.masks], np.int64)
     img_dir = os.path.join(seq_dir, "img1")
     os.makedirs(img_dir, exist_ok=True)
-    rows, track_id = [], {}
+    chunks, track_id, next_id = [], np.zeros(len(wh), np.int64), 1
     for t in range(frames):
         p = xy[:, t]
         inside = np.nonzero((p[:, 0] < W) & (p[:, 0] + wh[:, 0] > 0) & (p[:, 1] < H) & (p[:, 1] + wh[:, 1] > 0))[0]
@@ -274,12 +274,15 @@ def write_sequence(seq_dir: str, preset: str, frames: int, size: tuple[int, int]
         with open(os.path.join(img_dir, f"{t + 1:08d}.jpg"), "wb") as f:
             f.write(buf.tobytes())
         shown = order[vis > 0]
-        box = np.concatenate([np.maximum(p[shown], 0), np.minimum(p[shown] + wh[shown], [W, H])], 1)
-        for k, b, v in zip(shown, box, vis[vis > 0]):
-            tid = track_id.setdefault(int(k), len(track_id) + 1)  # ids by first appearance
-            rows.append((t + 1, tid, b[0], b[1], b[2] - b[0], b[3] - b[1], 1, objects.classes[k], round(float(v), 4)))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    mot.write_mot(os.path.join(seq_dir, "gt", "gt.txt"), np.array(rows, np.float64).reshape(-1, 9), kind="gt")
+        new = shown[track_id[shown] == 0]  # ids by first appearance (far to near within a frame)
+        track_id[new] = next_id + np.arange(len(new))
+        next_id += len(new)
+        x1y1, x2y2 = np.maximum(p[shown], 0), np.minimum(p[shown] + wh[shown], [W, H])
+        chunks.append(np.column_stack([np.full(len(shown), t + 1), track_id[shown], x1y1, x2y2 - x1y1,
+                                       np.ones(len(shown)), objects.classes[shown], vis[vis > 0]]))
+    rows = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, 9))
+    rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]
+    mot.write_mot(os.path.join(seq_dir, "gt", "gt.txt"), rows, kind="gt")
     mot.write_seqinfo(os.path.join(seq_dir, "seqinfo.ini"), os.path.basename(seq_dir), frames, W, H, FPS)
     return len(rows)
 
