@@ -317,12 +317,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=PRESETS, default="dance")
+    parser.add_argument("--preset", choices=PRESETS, default="dance",
+                        help="simple shapes, look-alike dancers, a crowd of small walkers, or a multi-class street")
     parser.add_argument("--out", required=True, help="output folder (DanceTrack layout)")
     parser.add_argument("--seqs", type=int, default=4, help="number of sequences")
     parser.add_argument("--frames", type=int, default=100, help="frames per sequence")
-    parser.add_argument("--size", type=parse_size, default=(640, 360), help="frame size WxH")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=parse_size, default="640x360", help="frame size WxH")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--split", default="train", help="split folder name (train, val, test)")
 
 
