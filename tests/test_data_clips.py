@@ -243,3 +243,16 @@ def test_boxes_past_the_border_are_clipped_at_load():
     (image, target), = ds[0]
     assert target["ids"].tolist() == [0, 1, 2]
     assert target["boxes"].tolist() == [[2, 3, 12, 18], [20, 0, 28, 8], [0, 5, 4, 15]]
+
+
+def test_tracker_inference_rule_hand_worked_and_on_the_official_frames(shared_dir):
+    assert T.tracker_inference_size(2000, 800, 800, 1536) == (614, 1536)  # DETR rule: (614, 1535)
+    assert T.resized_size(2000, 800, 800, 1536) == (614, 1535)
+    assert T.tracker_inference_size(1920, 1080) == (800, 1422)
+    for model in ("motr", "memotr"):
+        frames = torch.load(os.path.join(shared_dir, "fixtures", model, "frames.pt"), weights_only=False)
+        for raw, expect in zip(frames["frames_rgb_uint8"][:2], frames["resized_rgb_uint8"][:2]):
+            got = T.resize_for_inference(raw.numpy(), 800, 1536, rule="motr")
+            assert np.array_equal(got, expect.numpy())  # bit-exact: the official cv2.resize
+    with pytest.raises(ValueError, match="resize rule"):
+        T.resize_for_inference(np.zeros((4, 4, 3), np.uint8), rule="pil")

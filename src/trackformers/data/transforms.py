@@ -58,8 +58,27 @@ def _resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def resize_for_inference(image: np.ndarray, size: int = 800, max_size: int | None = 1536) -> np.ndarray:
-    """Resize an RGB frame for the model with the same rule as training (`resized_size`)."""
+def tracker_inference_size(width: int, height: int, size: int = 800, max_size: int = 1536) -> tuple[int, int]:
+    """(new_height, new_width) as the MOTR / MeMOTR inference scripts compute it: one scale
+    `size / short side`, lowered to `max_size / long side` if the long side would exceed it,
+    and both sides truncated (may differ by a pixel from `resized_size`)."""
+    scale = size / min(width, height)
+    if max(width, height) * scale > max_size:
+        scale = max_size / max(width, height)
+    return int(height * scale), int(width * scale)
+
+
+def resize_for_inference(image: np.ndarray, size: int = 800, max_size: int | None = 1536,
+                         rule: str = "detr") -> np.ndarray:
+    """Resize an RGB frame for the model. rule='detr': the training pipeline's rule
+    (`resized_size`, area-averaging when shrinking); rule='motr': exactly what the official
+    MOTR / MeMOTR inference does (`tracker_inference_size`, cv2 bilinear), for bit-exact
+    reproduction of their outputs."""
+    if rule == "motr":
+        h, w = tracker_inference_size(image.shape[1], image.shape[0], size, max_size or 10**9)
+        return image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rule != "detr":
+        raise ValueError(f"resize rule must be 'detr' or 'motr', got {rule!r}")
     h, w = resized_size(image.shape[1], image.shape[0], size, max_size)
     return image if (h, w) == image.shape[:2] else _resize_image(image, h, w)
 
