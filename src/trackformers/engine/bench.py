@@ -1,0 +1,90 @@
+"""Accuracy and speed of tracking models on held-out synthetic sets, as JSON.
+
+    trackformers bench --models motr-synth iou-baseline-synth --presets simple dance --json bench.json
+
+For each preset a test split is generated with seeds never used in training (`HELDOUT_SEED`
+and up), every model tracks it, and the results are scored like `trackformers eval` does:
+HOTA, DetA, AssA, MOTA, IDF1 over all sequences (COMBINED), plus the tracker's FPS (model +
+pre/post-processing, not reading or writing files) on the chosen device.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from trackformers.data.synthetic import parse_size
+
+METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
+HELDOUT_SEED = 90_000  # training sets use small seeds; benchmark sets start here
+
+
+def benchmark_model(model_name: str, split_dir: Path, out_dir: Path, device: torch.device,
+                    overrides: list[str] | None = None) -> dict:
+    """Track every sequence of `split_dir` with one model; score it against the split's gt."""
+    from trackformers import evaluate
+    from trackformers.engine.track import track_source
+    from trackformers.trackers.registry import StreamingTracker, load_model_file
+
+    model, _ = load_model_file(model_name, overrides, device)
+    tracker = StreamingTracker(model, device, name=model_name)
+    sequences = track_source(tracker, str(split_dir), out_dir, progress=False)
+    frames = sum(s["frames"] for s in sequences.values())
+    seconds = sum(s["seconds"] for s in sequences.values())
+    combined = evaluate(str(split_dir), str(out_dir), benchmark="generic")["COMBINED"]
+    return {**{k: round(float(combined[k]), 5) for k in METRICS},
+            "fps": round(frames / seconds, 3), "frames": frames, "tracks": sum(s["tracks"] for s in sequences.values())}
+
+
+def run_benchmark(models: list[str], presets: list[str], seqs: int, frames: int, size: tuple[int, int],
+                  seed: int = HELDOUT_SEED, device: str = "auto", work_dir: str | None = None) -> dict:
+    """{"setup": ..., "<preset>": {"<model>": metrics+fps}} for every preset and model."""
+    from trackformers.data.synthetic import generate_synthetic
+    from trackformers.trackers.registry import resolve_device
+
+    dev = resolve_device(device)
+    report = {"setup": {"models": models, "presets": presets, "seqs": seqs, "frames": frames, "size": list(size),
+                        "seed": seed, "device": str(dev), "torch": torch.__version__,
+                        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+                        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(work_dir or tmp)
+        for preset in presets:
+            data = root / "data" / preset
+            generate_synthetic(str(data), preset, seqs=seqs, frames=frames, size=size, seed=seed, split="test")
+            report[preset] = {m: benchmark_model(m, data / "test", root / "results" / preset / _safe(m), dev)
+                              for m in models}
+    return report
+
+
+def _safe(name: str) -> str:
+    """A folder name for a model's results: the file name of a path, the name of a built-in."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", default=["motr-synth", "iou-baseline-synth"],
+                        help="built-in model names or model files")
+    parser.add_argument("--presets", nargs="+", default=["simple", "dance"], help="synthetic presets")
+    parser.add_argument("--seqs", type=int, default=4, help="sequences per preset")
+    parser.add_argument("--frames", type=int, default=100, help="frames per sequence")
+    parser.add_argument("--size", type=parse_size, default=(640, 360), help="frame size WxH")
+    parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="seed of the held-out sets")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--work-dir", default=None, help="keep the generated data and results here")
+    parser.add_argument("--json", default=None, help="also write the JSON report to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_benchmark(args.models, args.presets, args.seqs, args.frames, args.size, args.seed,
+                           args.device, args.work_dir)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    return 0

@@ -1,0 +1,68 @@
+"""`trackformers demo`, `trackformers bench`, and exporting a trained model as a built-in one."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_engine_fakes import TinyConfig, TinyTracker, tiny_train_config
+from trackformers import checkpoint, cli, evaluate
+from trackformers.config import to_dict
+from trackformers.trackers import registry
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    cfg = TinyConfig()
+    return str(checkpoint.save_model(tmp_path / "tiny", TinyTracker(cfg).state_dict(),
+                                     {"method": "test_engine_fakes:TinyTracker", **to_dict(cfg)}))
+
+
+def test_demo_without_weights_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "empty")
+    assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "motr-synth" in err and "trackformers train configs/motr/synth_simple.yaml" in err
+    assert not (tmp_path / "demo").exists()  # failed before generating anything
+
+
+def test_demo_tracks_a_fresh_video_and_scores_it(tmp_path, tiny_model, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--model", tiny_model, "--seed", "3", "--frames", "6", "--size", "96x64",
+                     "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 3 and summary["frames"] == 6
+    assert (out / "simple0001.txt").is_file() and (out / "simple0001.mp4").stat().st_size > 0
+    # The printed metrics are those of `trackformers eval` on the same files.
+    want = evaluate(out / "data" / "demo", out, benchmark="generic")["COMBINED"]
+    assert summary["metrics"] == {k: want[k] for k in ("HOTA", "DetA", "AssA", "MOTA", "IDF1")}
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed == "  ".join(f"{k} {100 * want[k]:.1f}" for k in ("HOTA", "DetA", "AssA", "MOTA", "IDF1"))
+
+
+def test_bench_reports_metrics_and_fps_per_preset_and_model(tmp_path, tiny_model):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_track import ratios
+    from trackformers.engine.bench import run_benchmark
+    report = run_benchmark([tiny_model, tiny_model], ["simple"], seqs=1, frames=4, size=(96, 64), seed=5,
+                           device="cpu", work_dir=str(tmp_path))
+    row = report["simple"][tiny_model]
+    want = evaluate(tmp_path / "data" / "simple" / "test", tmp_path / "results" / "simple" / "tiny",
+                    benchmark="generic")["COMBINED"]
+    assert {k: row[k] for k in ("HOTA", "MOTA", "IDF1")} == {k: round(want[k], 5) for k in ("HOTA", "MOTA", "IDF1")}
+    assert row["frames"] == 4 and row["fps"] > 0
+    report["simple"]["other"] = dict(row, HOTA=row["HOTA"] / 2)
+    assert ratios(report, tiny_model)["simple"]["other"]["HOTA"] == 0.5
+
+
+def test_train_export_makes_a_loadable_model(tmp_path, monkeypatch):
+    from trackformers.engine.train import export_model, train
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr("trackformers.engine.train.WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setitem(registry.BUILTIN, "tiny-synth", ("tiny-synth", "train it"))
+    trained = train(tiny_train_config(str(tmp_path / "run"), max_steps=2))
+    export_model(tmp_path / "run" / "last", "tiny-synth")
+    tracker = registry.load_tracker("tiny-synth")
+    for k, v in trained.state_dict().items():
+        assert tracker.model.state_dict()[k].equal(v)
