@@ -256,3 +256,10 @@ def test_tracker_inference_rule_hand_worked_and_on_the_official_frames(shared_di
             assert np.array_equal(got, expect.numpy())  # bit-exact: the official cv2.resize
     with pytest.raises(ValueError, match="resize rule"):
         T.resize_for_inference(np.zeros((4, 4, 3), np.uint8), rule="pil")
+
+
+def test_detr_inference_resize_is_bit_exact_on_the_official_images(shared_dir):
+    images = torch.load(os.path.join(shared_dir, "fixtures", "deformable_detr", "images.pt"), weights_only=False)
+    for raw, expect in zip(images["images_rgb_uint8"], images["resized_rgb_uint8"]):
+        got = T.resize_for_inference(np.asarray(raw), 800, 1333)  # rule="detr"
+        assert np.array_equal(got, np.asarray(expect))

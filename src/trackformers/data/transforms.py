@@ -68,19 +68,27 @@ def tracker_inference_size(width: int, height: int, size: int = 800, max_size: i
     return int(height * scale), int(width * scale)
 
 
+def _resize_pil(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    # PIL's bilinear filter is what torchvision's F.resize runs on PIL images, i.e. exactly the
+    # official Deformable DETR preprocessing (cv2 differs by up to 1 grey level).
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.BILINEAR))
+
+
 def resize_for_inference(image: np.ndarray, size: int = 800, max_size: int | None = 1536,
                          rule: str = "detr") -> np.ndarray:
-    """Resize an RGB frame for the model. rule='detr': the training pipeline's rule
-    (`resized_size`, area-averaging when shrinking); rule='motr': exactly what the official
-    MOTR / MeMOTR inference does (`tracker_inference_size`, cv2 bilinear), for bit-exact
-    reproduction of their outputs."""
+    """Resize an RGB frame for the model, bit-exact with the official preprocessing.
+    rule='detr': Deformable DETR's (`resized_size`, PIL bilinear); rule='motr': the MOTR /
+    MeMOTR inference scripts' (`tracker_inference_size`, cv2 bilinear). Training uses the
+    'detr' size rule with OpenCV resampling (faster; within one grey level)."""
     if rule == "motr":
         h, w = tracker_inference_size(image.shape[1], image.shape[0], size, max_size or 10**9)
         return image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
     if rule != "detr":
         raise ValueError(f"resize rule must be 'detr' or 'motr', got {rule!r}")
     h, w = resized_size(image.shape[1], image.shape[0], size, max_size)
-    return image if (h, w) == image.shape[:2] else _resize_image(image, h, w)
+    return image if (h, w) == image.shape[:2] else _resize_pil(image, h, w)
 
 
 def resize_clip(images: list[np.ndarray], targets: list[dict], size: int, max_size: int | None) -> Clip:
