@@ -91,17 +91,14 @@ def evaluate(gt_root: str | os.PathLike, pred_root: str | os.PathLike, benchmark
 def flatten(result: dict) -> dict:
     """{metric: fields} -> one JSON-ready dict: HOTA arrays averaged over alpha (the arrays
     themselves under `per_alpha`), counts as int, ratios as float."""
-    flat, per_alpha = {}, {"alpha": [round(float(a), 2) for a in hota.ALPHAS]}
-    for fields in result.values():
-        for key, value in fields.items():
-            if isinstance(value, np.ndarray):
-                integer = key in hota.INT_ARRAYS
-                per_alpha[key] = [int(v) if integer else float(v) for v in value]
-                if not integer:
-                    flat[key] = float(np.mean(value))
-            elif key in clear.INTS or key in identity.INTS or key in count.INTS:
-                flat[key] = int(value)
-            else:
-                flat[key] = float(value)
-    flat["per_alpha"] = per_alpha
+    hota_res = result["HOTA"]
+    flat = {k: float(np.mean(hota_res[k])) for k in hota.FLOAT_ARRAYS}
+    flat.update({k: float(hota_res[k]) for k in hota.FLOATS})
+    for module, name in ((clear, "CLEAR"), (identity, "Identity")):
+        flat.update({k: float(result[name][k]) for k in module.FLOATS})
+        flat.update({k: int(result[name][k]) for k in module.INTS})
+    flat.update({k: int(result["Count"][k]) for k in count.INTS})
+    flat["per_alpha"] = {"alpha": [round(float(a), 2) for a in hota.ALPHAS],
+                         **{k: [float(v) for v in hota_res[k]] for k in hota.FLOAT_ARRAYS},
+                         **{k: [int(v) for v in hota_res[k]] for k in hota.INT_ARRAYS}}
     return flat
