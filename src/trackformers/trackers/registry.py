@@ -126,7 +126,9 @@ def prepare_frame(frame: np.ndarray | torch.Tensor, input_cfg) -> torch.Tensor:
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"a frame must be an RGB uint8 HxWx3 array, got {frame.dtype} {frame.shape}")
-    resized = resize_for_inference(frame, input_cfg.short_side, input_cfg.max_size)
+    # `resize_rule: motr` in a model's input config reproduces the official inference resize exactly.
+    resized = resize_for_inference(frame, input_cfg.short_side, input_cfg.max_size,
+                                   rule=getattr(input_cfg, "resize_rule", "detr"))
     normalise = ToTensorNormalize(getattr(input_cfg, "mean", IMAGENET_MEAN), getattr(input_cfg, "std", IMAGENET_STD))
     images, _ = normalise([resized], [{"boxes": np.zeros((0, 4), np.float32)}])
     return images[0]

@@ -1,0 +1,25 @@
+"""Every shipped training config loads: known keys only, and a model config its method accepts."""
+from pathlib import Path
+
+import pytest
+
+from trackformers.config import from_dict, load
+from trackformers.engine.train import TrainConfig
+from trackformers.trackers.registry import method_class
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIGS])
+def test_config_loads_and_its_model_config_is_valid(path):
+    cfg = load(TrainConfig, path)
+    model = dict(cfg.model)
+    cls = method_class(model.pop("method"))
+    from_dict(cls.Config, model)  # unknown or mistyped model keys raise here
+    assert cfg.epochs > 0 and cfg.batch_size > 0 and cfg.data.datasets
+    assert all(d < cfg.epochs for d in cfg.optim.lr_drop)
+
+
+def test_configs_exist_for_every_method_and_the_synthetic_presets():
+    names = {f"{p.parent.name}/{p.stem}" for p in CONFIGS}
+    assert {"motr/dancetrack", "motr/sportsmot", "motr/mot17", "motr/synth_simple", "baseline/synth_simple"} <= names
