@@ -170,6 +170,12 @@ def test_to_tensor_normalize_values_and_boxes():
     assert x.shape == (3, 4, 8) and x.dtype == torch.float32
     expect = [(1.0 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (0.0 - 0.406) / 0.225]
     assert torch.allclose(x[:, 1, 2], torch.tensor(expect), atol=1e-6)
+    # bit-identical to torchvision's to_tensor + normalize (float32 ops in the same order)
+    frame = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    (y,), _ = T.ToTensorNormalize()([frame], [target])
+    ref = torch.from_numpy(frame).permute(2, 0, 1).float().div(255)
+    ref = ref.sub(torch.tensor(T.IMAGENET_MEAN).view(3, 1, 1)).div(torch.tensor(T.IMAGENET_STD).view(3, 1, 1))
+    assert torch.equal(y, ref)
     assert torch.allclose(t["boxes"], torch.tensor([[4 / 8, 2 / 4, 4 / 8, 2 / 4]]))
     assert t["size"].tolist() == [4, 8] and t["ids"].dtype == torch.int64
 

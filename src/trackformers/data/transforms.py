@@ -223,8 +223,10 @@ class ToTensorNormalize:
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         # One float32 lookup table per channel, (v / 255 - mean) / std: normalising is then a
         # single pass that also writes the channels-first layout (~6x faster than torch ops).
-        v = np.arange(256, dtype=np.float64) / 255
-        self.luts = [((v - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean, std)]
+        # Computed in float32 step by step, so the values are bit-identical to torchvision's
+        # to_tensor + normalize.
+        v = np.arange(256, dtype=np.float32) / np.float32(255)
+        self.luts = [((v - np.float32(m)) / np.float32(s)).reshape(1, 256) for m, s in zip(mean, std)]
 
     def __call__(self, images, targets, rng=random):
         out_images, out_targets = [], []
