@@ -70,7 +70,8 @@ class ClipDataset(Dataset):
     pixel boxes). Target keys: boxes, labels, ids, visibility, orig_size (+ size from the
     transform). Ignore-flagged objects are left out (nothing to learn from them), and boxes
     are clipped to the image at load (as DETR's loader does; MOT boxes often extend past the
-    border), dropping any left empty. Call `set_epoch(e)` at each epoch: the length may change."""
+    border), dropping any left empty. Sequences without ground truth (test splits) are
+    skipped. Call `set_epoch(e)` at each epoch: the clip length may change."""
 
     def __init__(self, sequences: list[Sequence], sampler: ClipSampler | None = None, transform=None,
                  max_shift: int = 50, rng: random.Random | None = None):
