@@ -73,3 +73,25 @@ def test_track_runs_the_detector_and_keeps_confident_boxes():
     assert found["boxes"].shape == (4, 4) and bool((found["scores"][:-1] >= found["scores"][1:]).all())
     result, state = model.track(torch.randn(3, 64, 96), model.new_state())
     assert result["ids"].tolist() == [0, 1, 2, 3] and state.next_id == 4
+
+
+def test_training_loss_trains_the_detector_and_its_weights_start_a_motr(tmp_path):
+    from trackformers.checkpoint import save_model
+    from trackformers.engine.train import load_pretrained
+    from trackformers.trackers.motr import MOTR, MOTRConfig
+    from trackformers.trackers.registry import tracker_config
+    model = tiny_baseline()
+    torch.manual_seed(1)
+    target = {"boxes": torch.tensor([[0.3, 0.4, 0.2, 0.3]]), "labels": torch.tensor([0]), "ids": torch.tensor([5])}
+    clips = [[(torch.randn(3, 64, 96), target), (torch.randn(3, 64, 96), target)]]
+    losses = model.training_loss(clips)
+    assert {"loss", "loss_ce", "loss_bbox", "loss_giou"} <= set(losses) and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert model.detector.class_embed[0].weight.grad.abs().sum() > 0
+    # The detector-pretraining stage: a MOTR with the same detector takes every detector weight.
+    save_model(tmp_path / "det", model.state_dict(), tracker_config(model, "iou_baseline"))
+    motr = MOTR(from_dict(MOTRConfig, {"detector": TINY_DETECTOR, "qim": {"hidden_dim": 32}}))
+    copied, _ = load_pretrained(motr, str(tmp_path / "det"))
+    assert copied > 0
+    for k, v in model.detector.backbone.state_dict().items():
+        assert motr.detector.backbone.state_dict()[k].equal(v)

@@ -7,8 +7,9 @@ allowed), a matched track takes its detection's box, an unmatched detection abov
 ends. This is the comparison every user of an end-to-end tracker asks for: same detector,
 association by overlap instead of by track queries.
 
-`training_loss` trains the detector alone (DETR set loss over every frame of the clips), which
-is also the detector pre-training stage of the query-based trackers.
+`training_loss` trains the detector alone (DETR set loss over every frame of the clips, from
+`models.train_detector`), which is also the detector pre-training stage of the query-based
+trackers: a MOTR config can start from a baseline model with `pretrained:`.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 
 import torch
 from scipy.optimize import linear_sum_assignment
-from torch import Tensor, nn
+from torch import Tensor
 
-from trackformers.models.detector import DeformableDETR, DetectorConfig
+from trackformers.models.detector import DetectorConfig
+from trackformers.models.train_detector import DetectorTraining, LossConfig
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
-from trackformers.trackers.motr import InputConfig, LossConfig, pad_images
+from trackformers.trackers.motr import InputConfig
 
 
 def _detector() -> DetectorConfig:
@@ -80,16 +82,18 @@ def associate(track_boxes: Tensor, det_boxes: Tensor, iou_thresh: float,
     return rows[ok].to(track_boxes.device), cols[ok].to(track_boxes.device)
 
 
-class IoUBaseline(nn.Module):
-    """Deformable DETR + score threshold + IoU-Hungarian association (tracking by detection)."""
+class IoUBaseline(DetectorTraining):
+    """Deformable DETR + score threshold + IoU-Hungarian association (tracking by detection).
+
+    Training is the detector's own (`DetectorTraining.training_loss`: the DETR set loss of
+    every frame); its weights live under `detector.` as in the query-based trackers.
+    """
 
     Config = IoUBaselineConfig
     first_id = 0  # ids count from 0; result files show id + 1, as for MOTR
 
     def __init__(self, cfg: IoUBaselineConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.detector = DeformableDETR(cfg.detector)
+        super().__init__(cfg)
 
     # -- inference ------------------------------------------------------------------------
     def new_state(self) -> BaselineState:
@@ -141,13 +145,3 @@ class IoUBaseline(nn.Module):
               ) -> tuple[dict[str, Tensor], BaselineState]:
         """One inference frame: image (3, H, W) normalised -> (result, next state)."""
         return self.update(state, self.detect(image))
-
-    # -- training: the detector alone ------------------------------------------------------
-    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
-        """DETR set loss of the detector over every frame of every clip (identities unused)."""
-        from trackformers.models.criterion import SetCriterion
-        frames = [frame for clip in clips for frame in clip]
-        images, masks = pad_images([image for image, _ in frames])
-        outputs = self.detector(images, masks)
-        criterion = SetCriterion.from_loss_config(self.cfg.detector.num_classes, self.cfg.loss)
-        return criterion(outputs, [target for _, target in frames])
