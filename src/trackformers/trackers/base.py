@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
+
+from trackformers.models.criterion import num_boxes_normalizer
 
 # Per-row tensor fields of TrackState, in declaration order (`memory` is handled alongside).
 _ROW_FIELDS = ("ids", "queries", "refs", "embeds", "boxes", "logits", "scores", "misses", "ages",
@@ -291,12 +292,9 @@ class ClipLoss:
             self.terms[k] = self.terms[k] + v if k in self.terms else v
         self.num_samples += int(num_samples)
 
-    def normaliser(self, device: torch.device | str = "cpu") -> float:
-        n = torch.tensor(float(self.num_samples), device=device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(n)
-            n = n / dist.get_world_size()
-        return max(float(n), 1.0)
+    def normaliser(self, device: torch.device | str = "cpu") -> Tensor:
+        """Samples per process, averaged over processes when distributed, at least 1."""
+        return num_boxes_normalizer(self.num_samples, device)
 
     def result(self, weights: dict[str, float]) -> dict[str, Tensor]:
         """{"loss": sum_k weight(k) * term_k / N, and every normalised term for logging}.

@@ -17,14 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
                                                         DeformableTransformerDecoderLayer, with_pos)
+from trackformers.models.criterion import SetCriterion
 from trackformers.models.detector import DeformableDETR, DetectorConfig
-from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
+from trackformers.models.matcher import HungarianMatcher
+from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 from trackformers.trackers.base import (ClipLoss, TrackState, match_tracklets, pad_images, report_mask,
                                         runtime_update)
 from trackformers.trackers.qim import QueryInteraction, select_tracks
@@ -39,9 +40,14 @@ def _motr_detector() -> DetectorConfig:
 
 @dataclass
 class InputConfig:
-    """Inference resize: short side to `short_side`, long side at most `max_size`; ImageNet norm."""
+    """Inference resize: short side to `short_side`, long side at most `max_size`; ImageNet norm.
+
+    resize_rule 'motr' is the official inference scripts' (one scale, both sides truncated,
+    cv2 bilinear); 'detr' the Deformable DETR training rule (see data.transforms).
+    """
     short_side: int = 800
     max_size: int = 1536
+    resize_rule: str = "motr"
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
@@ -151,6 +157,10 @@ class MOTR(nn.Module):
         d = cfg.detector
         self.qim = QueryInteraction(d.hidden_dim, cfg.qim.hidden_dim, d.nheads, cfg.qim.dropout,
                                     cfg.qim.update_query_pos, d.inverse_sigmoid_eps)
+        c = cfg.loss
+        matcher = HungarianMatcher(c.set_cost_class, c.set_cost_bbox, c.set_cost_giou, c.focal_alpha, c.focal_gamma)
+        self.criterion = SetCriterion(d.num_classes, matcher, c.cls_loss_coef, c.bbox_loss_coef, c.giou_loss_coef,
+                                      c.focal_alpha, c.focal_gamma)
 
     # -- state ------------------------------------------------------------------------
     def new_state(self) -> TrackState:
@@ -242,35 +252,17 @@ class MOTR(nn.Module):
 
     # -- training -------------------------------------------------------------------------
     def matcher(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """Hungarian matching with the focal class cost, L1 and GIoU (weights from cfg.loss)."""
-        from scipy.optimize import linear_sum_assignment
-        c = self.cfg.loss
-        with torch.no_grad():
-            prob = logits.sigmoid()[:, labels]
-            neg = (1 - c.focal_alpha) * prob ** c.focal_gamma * -(1 - prob + 1e-8).log()
-            pos = c.focal_alpha * (1 - prob) ** c.focal_gamma * -(prob + 1e-8).log()
-            cost = (c.set_cost_class * (pos - neg) + c.set_cost_bbox * torch.cdist(boxes, tgt_boxes, p=1)
-                    - c.set_cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes)))
-            qi, ti = linear_sum_assignment(cost.cpu().numpy())
-        return torch.as_tensor(qi, dtype=torch.long), torch.as_tensor(ti, dtype=torch.long)
+        """Hungarian matching of one frame's candidate rows to its untracked targets."""
+        return self.criterion.matcher({"pred_logits": logits[None], "pred_boxes": boxes[None]},
+                                      [{"labels": labels, "boxes": tgt_boxes}])[0]
 
     def frame_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
-        """Summed losses of one layer: focal over every row and class (rows without a target
-        are background), L1 and GIoU over rows with a target."""
-        c = self.cfg.loss
-        onehot = torch.zeros_like(logits)
-        matched = gt_idx >= 0
-        onehot[matched, target["labels"][gt_idx[matched]]] = 1.0
-        prob = logits.sigmoid()
-        ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
-        p_t = prob * onehot + (1 - prob) * (1 - onehot)
-        focal = ce * (1 - p_t) ** c.focal_gamma
-        if c.focal_alpha >= 0:
-            focal = focal * (c.focal_alpha * onehot + (1 - c.focal_alpha) * (1 - onehot))
-        src, tgt = boxes[matched], target["boxes"][gt_idx[matched]]
-        giou = generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt)).diagonal()
-        return {"loss_ce": focal.sum(), "loss_bbox": F.l1_loss(src, tgt, reduction="sum"),
-                "loss_giou": (1 - giou).sum()}
+        """Summed (not yet normalised) losses of one layer: focal over every row and class
+        (rows without a target are background), L1 and GIoU over rows with a target."""
+        rows = torch.nonzero(gt_idx >= 0).flatten()
+        one = torch.ones((), device=logits.device)
+        return self.criterion.layer_losses({"pred_logits": logits[None], "pred_boxes": boxes[None]}, [target],
+                                           [(rows, gt_idx[rows])], num_boxes=one)
 
     def supervise(self, out: FrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
         """Assign targets to one frame's rows, add its losses; returns the rows with ids, target
