@@ -13,7 +13,9 @@ TINY = {"detector": {"backbone_depth": 18, "backbone_width": 8, "hidden_dim": 32
                      "num_feature_levels": 4, "enc_layers": 1, "dec_layers": 2, "dim_feedforward": 64,
                      "num_queries": 6, "num_classes": 3, "with_box_refine": True, "dropout": 0.0}}
 # Ours -> official, written out independently of the converter's rules.
-TO_OFFICIAL = [(r"^detector\.backbone\.", "backbone.backbone.backbone."),
+TO_OFFICIAL = [(r"^detector\.(tgt_embed|query_embed)\.weight$", "det_query_embed"),
+               (r"^detector\.refpoint_embed\.weight$", "det_anchor"),
+               (r"^detector\.backbone\.", "backbone.backbone.backbone."),
                (r"^detector\.input_proj\.", "feature_projs."),
                (r"^detector\.transformer\.decoder\.anchor_pos\.", "transformer.decoder."),
                (r"^detector\.", ""),

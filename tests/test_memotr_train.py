@@ -36,7 +36,7 @@ def test_loss_decreases_and_tracks_keep_ids():
         out["loss"].backward()
         opt.step()
         losses.append(out["loss"].item())
-    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
 
     # The same per-frame step as inference: frame 0 matches detect rows to both objects; those
     # rows become tracks that carry the objects' ids into frame 1 and are supervised by them.

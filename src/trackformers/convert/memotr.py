@@ -15,20 +15,27 @@ from trackformers.config import from_dict, merge, parse_overrides, to_dict
 from trackformers.convert.common import Converted, Rules, layer_count, map_state_dict, require
 from trackformers.convert.deformable_detr import infer_backbone
 
-RULES = Rules(
-    renames=[
-        (r"backbone\.backbone\.backbone\.", "detector.backbone."),
-        (r"feature_projs\.", "detector.input_proj."),
-        (r"transformer\.decoder\.(query_scale|ref_point_head)\.", r"detector.transformer.decoder.anchor_pos.\1."),
-        (r"transformer\.", "detector.transformer."),
-        (r"(class_embed|bbox_embed)\.", r"detector.\1."),
-        (r"query_updater\.confidence_weight_net\.0\.", "query_updater.confidence_weight."),
-    ],
-    drops=[
-        (r"transformer\.decoder\.bbox_embed\.", "box-refinement alias of bbox_embed (the same tensors)",
-         "bbox_embed."),
-    ],
-)
+def rules(use_dab: bool) -> Rules:
+    """Official MeMOTR names -> ours: the detector half under `detector.` with Deformable DETR
+    names (MeMOTR's detect queries are the DAB detector's `tgt_embed`/`refpoint_embed`, or the
+    Deformable DETR detector's `query_embed`), the anchor MLPs under the decoder's `anchor_pos`."""
+    queries = "detector.tgt_embed.weight" if use_dab else "detector.query_embed.weight"
+    return Rules(
+        renames=[
+            (r"det_query_embed$", queries),
+            (r"det_anchor$", "detector.refpoint_embed.weight"),
+            (r"backbone\.backbone\.backbone\.", "detector.backbone."),
+            (r"feature_projs\.", "detector.input_proj."),
+            (r"transformer\.decoder\.(query_scale|ref_point_head)\.", r"detector.transformer.decoder.anchor_pos.\1."),
+            (r"transformer\.", "detector.transformer."),
+            (r"(class_embed|bbox_embed)\.", r"detector.\1."),
+            (r"query_updater\.confidence_weight_net\.0\.", "query_updater.confidence_weight."),
+        ],
+        drops=[
+            (r"transformer\.decoder\.bbox_embed\.", "box-refinement alias of bbox_embed (the same tensors)",
+             "bbox_embed."),
+        ],
+    )
 
 
 def infer_config(sd: dict, nheads: int = 8) -> dict:
@@ -62,5 +69,5 @@ def convert(official: dict, overrides: list[str] | None = None) -> Converted:
     nheads = int(extra.get("detector", {}).get("nheads", 8))
     cfg = from_dict(MeMOTR.Config, merge(infer_config(sd, nheads), extra))
     expected = MeMOTR(cfg).state_dict()
-    state_dict, dropped = map_state_dict(sd, expected, RULES)
+    state_dict, dropped = map_state_dict(sd, expected, rules(cfg.use_dab))
     return Converted(state_dict, {"method": "memotr", **to_dict(cfg)}, dropped)

@@ -13,11 +13,13 @@ serves both checkpoints.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
                                                         DeformableTransformerDecoderLayer)
+from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.heads import MLP
 from trackformers.models.position_encoding import sine_embed
 
@@ -71,3 +73,57 @@ class DABDecoder(DeformableTransformerDecoder):
             return query_pos
         # The anchor as seen from level 0 (boxes scaled by that level's valid ratios), as DAB.
         return self.anchor_pos(output, reference_points_input[:, :, 0], lid)
+
+
+@dataclass
+class DABDetectorConfig(DetectorConfig):
+    """DAB-Deformable-DETR: Deformable DETR options with the DAB defaults (IDEA-Research/DAB-DETR
+    main.py: FFN 2048, dropout 0, box refinement always on, inverse-sigmoid eps 1e-3) and the
+    anchor sine embedding's coordinate order and temperature."""
+    dim_feedforward: int = 2048
+    dropout: float = 0.0
+    with_box_refine: bool = True
+    inverse_sigmoid_eps: float = 1e-3
+    anchor_sine_order: str = "yxwh"
+    anchor_temperature: float = 10000.0
+
+
+class DABDeformableDETR(DeformableDETR):
+    """Deformable DETR whose queries are DAB anchor boxes: `tgt_embed` (Q, C) content and
+    `refpoint_embed` (Q, 4) logit-space anchors, positional queries made per layer from the
+    anchors (`DABDecoder`), anchors refined layer by layer. Official parameter names."""
+
+    def __init__(self, cfg: DABDetectorConfig, decoder: DABDecoder | None = None):
+        if cfg.two_stage or not cfg.with_box_refine:
+            raise ValueError("DAB-Deformable-DETR is single-stage with box refinement "
+                             "(two_stage=false, with_box_refine=true)")
+        super().__init__(cfg)
+        C, Q = cfg.hidden_dim, cfg.num_queries
+        del self.query_embed  # replaced by tgt_embed + refpoint_embed
+        del self.transformer.reference_points  # anchors replace the point head
+        if decoder is None:
+            layer = DeformableTransformerDecoderLayer(C, cfg.dim_feedforward, cfg.dropout, cfg.activation,
+                                                      cfg.num_feature_levels, cfg.nheads, cfg.dec_n_points,
+                                                      cfg.offset_normalizer_hw)
+            decoder = DABDecoder(layer, cfg.dec_layers, cfg.inverse_sigmoid_eps,
+                                 AnchorQueryPos(C, cfg.anchor_temperature, cfg.anchor_sine_order))
+        self.transformer.decoder = decoder
+        self.transformer.reset_parameters()
+        self.tgt_embed = nn.Embedding(Q, C)
+        self.refpoint_embed = nn.Embedding(Q, 4)
+
+    def forward(self, images: Tensor, masks: Tensor | None = None) -> dict:
+        """Same outputs as `DeformableDETR.forward`."""
+        srcs, level_masks, pos = self.features(images, masks)
+        enc = self.transformer.encode(srcs, level_masks, pos)
+        B = images.shape[0]
+        tgt = self.tgt_embed.weight[None].expand(B, -1, -1)
+        ref = self.refpoint_embed.weight.sigmoid()[None].expand(B, -1, -1)
+        hs, inter = self.transformer.decoder(tgt, ref, enc.memory, enc.spatial_shapes, enc.level_start_index,
+                                             enc.valid_ratios, None, enc.padding_mask, bbox_embed=self.bbox_embed)
+        logits, boxes = self.predict(hs, ref, inter)
+        out = self.format_outputs(logits, boxes)
+        if not self.cfg.aux_loss:
+            out["aux_outputs"] = []
+        out.update(hs=hs, init_reference=ref, inter_references=inter)
+        return out

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from trackformers.models.dab import AnchorQueryPos, DABDecoder, anchor_sine_embed
+from trackformers.config import to_dict
+from trackformers.models.dab import AnchorQueryPos, DABDecoder, DABDeformableDETR, DABDetectorConfig, anchor_sine_embed
 from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.heads import MLP
@@ -233,17 +234,15 @@ class MeMOTR(nn.Module):
         if not 0 <= cfg.detect_only_layers < d.dec_layers:
             raise ValueError(f"detect_only_layers must be in [0, {d.dec_layers}), got {cfg.detect_only_layers}")
         self.cfg = cfg
-        self.detector = DeformableDETR(d)
-        del self.detector.query_embed  # MeMOTR's detect queries are its own parameters below
-        self.detector.transformer.decoder = MeMOTRDecoder(cfg)
-        if cfg.use_dab:
-            del self.detector.transformer.reference_points  # anchors replace the point head
-        self.detector.transformer.reset_parameters()
-        C, Q = d.hidden_dim, d.num_queries
-        self.det_query_embed = nn.Parameter(torch.randn(Q, C if cfg.use_dab else 2 * C))
-        if cfg.use_dab:
-            self.det_anchor = nn.Parameter(torch.randn(Q, 4))  # logit-space boxes
-        self.query_updater = QueryUpdater(C, d.dim_feedforward, d.nheads, d.dropout, cfg.update_thresh,
+        if cfg.use_dab:  # DAB-Deformable-DETR: tgt_embed (Q, C) + refpoint_embed (Q, 4) detect queries
+            dab = DABDetectorConfig(**to_dict(d), anchor_sine_order=cfg.anchor_sine_order,
+                                    anchor_temperature=cfg.anchor_temperature)
+            self.detector = DABDeformableDETR(dab, decoder=MeMOTRDecoder(cfg))
+        else:  # Deformable DETR: query_embed (Q, 2C), 2-d reference points from its positional half
+            self.detector = DeformableDETR(d)
+            self.detector.transformer.decoder = MeMOTRDecoder(cfg)
+            self.detector.transformer.reset_parameters()
+        self.query_updater = QueryUpdater(d.hidden_dim, d.dim_feedforward, d.nheads, d.dropout, cfg.update_thresh,
                                           cfg.memory_lambda, learned_query_pos=not cfg.use_dab,
                                           eps=d.inverse_sigmoid_eps)
 
@@ -255,17 +254,18 @@ class MeMOTR(nn.Module):
 
     def new_state(self) -> TrackState:
         """No tracks: the start of a sequence."""
-        d, w = self.cfg.detector, self.det_query_embed
+        d, w = self.cfg.detector, self.detect_rows().queries
         state = TrackState.empty(w.shape[1], 4, d.hidden_dim, d.num_classes, device=w.device, dtype=w.dtype)
         return state.replace(memory=self._memory(0, w))
 
     def detect_rows(self, next_id: int = 0) -> TrackState:
-        """The detect queries as fresh rows with logit-space 4-d references."""
-        d, queries = self.cfg.detector, self.det_query_embed
+        """The detector's queries as fresh rows with logit-space 4-d references."""
+        d, det = self.cfg.detector, self.detector
         if self.cfg.use_dab:
-            refs = self.det_anchor
+            queries, refs = det.tgt_embed.weight, det.refpoint_embed.weight
         else:  # a learned 2-d point; w, h at logit 0 (0.5), unused by the point-sampling first layer
-            xy = self.detector.transformer.reference_points(queries[:, :d.hidden_dim])
+            queries = det.query_embed.weight
+            xy = det.transformer.reference_points(queries[:, :d.hidden_dim])
             refs = torch.cat((xy, torch.zeros_like(xy)), 1)
         return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, self._memory(len(queries), queries),
                                    next_id=next_id)
