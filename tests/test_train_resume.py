@@ -127,3 +127,12 @@ def test_real_motr_on_synthetic_clips_resumes_bit_identically(tmp_path):
     steps = [json.loads(line)["step"] for line in open(tmp_path / "full" / "log.jsonl")]
     assert steps == [1, 2, 3, 4]  # epoch 0: 2 x 5 clips of 2 frames / 4 -> 2 steps; epoch 1: 2 x 4 of 3 -> 2
     assert json.loads(open(tmp_path / "split" / "log.jsonl").readlines()[2])["epoch"] == 1  # resumed mid-epoch 1
+
+
+def test_resume_starts_a_missing_run_and_a_finished_run_is_never_overwritten(tmp_path):
+    first = train(tiny_train_config(str(tmp_path), max_steps=2), resume=True)  # nothing to resume: starts
+    assert load_training_checkpoint(tmp_path / "last")["progress"]["step"] == 2
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_train_config(str(tmp_path), max_steps=4))
+    again = train(tiny_train_config(str(tmp_path), max_steps=2), resume=True)  # already done: no step taken
+    _assert_same_tensors(first.state_dict(), again.state_dict())

@@ -2,7 +2,7 @@
 
     trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth [--set optim.lr=1e-4]
     trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --resume
-    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --export motr-synth
+    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --resume --export motr-synth
     torchrun --nproc_per_node 8 -m trackformers.cli train configs/motr/dancetrack.yaml --out runs/dance
 
 The loop is deliberately plain: seed, build, (resume), then for each epoch set the learning
@@ -269,8 +269,12 @@ def model_config(cfg: TrainConfig) -> dict:
 
 def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
     """Run training (saving OUT/last); returns the trained tracker. `resume`: True for OUT/last, or a stem."""
-    info, device = du.init_distributed(cfg.device)
     out = Path(cfg.out)
+    if resume is True and not (out / "last.train.json").is_file():
+        resume = False  # nothing to continue yet: `--resume` starts the run (handy for restart loops)
+    elif not resume and (out / "last.train.json").is_file():
+        raise config.ConfigError(f"{out} already holds a training run; continue it with --resume or choose another --out")
+    info, device = du.init_distributed(cfg.device)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "config.yaml", "w") as f:
@@ -401,7 +405,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config value, e.g. optim.lr=1e-4 or model.num_queries=100 (repeatable)")
     parser.add_argument("--out", default=None, help="output folder (default: the config's `out`)")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-                        help="continue from OUT/last (or from the given checkpoint stem)")
+                        help="continue from OUT/last if it exists (or from the given checkpoint stem)")
     parser.add_argument("--export", default=None, metavar="NAME",
                         help="after training, copy the final model to the built-in weights as NAME (or to a path)")
 
