@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trackformers.eval.matching import conflict_frames, solve_frame
+from trackformers.eval.matching import ConflictMatrices
 from trackformers.eval.sequence import SeqData
 from trackformers.eval.similarity import EPS
 
@@ -23,24 +23,28 @@ SUMMED = INTS + ("MOTP_sum",)
 def _match(seq: SeqData, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> np.ndarray:
     """Matched mask over candidate pairs (IoU >= threshold), frame by frame as TrackEval."""
     gid, pid = seq.gt_id[i], seq.pr_id[j]
-    n_gt, n_pr = np.diff(seq.gt_start), np.diff(seq.pr_start)
+    matched = np.ones(len(i), bool)  # right for frames without competing candidates
+    conflicts = ConflictMatrices(i, j, seq.gt_frame, seq.pr_frame, seq.gt_start, seq.pr_start)
+    if len(conflicts.frames) == 0:
+        return matched
+    buf = conflicts.buffer(sim)
     # TrackEval skips frames missing either side: "previous frame" means previous active frame.
-    active = np.flatnonzero((n_gt > 0) & (n_pr > 0))
+    active = np.flatnonzero((np.diff(seq.gt_start) > 0) & (np.diff(seq.pr_start) > 0))
     prev_active = np.full(seq.num_frames, -1)
     prev_active[active[1:]] = active[:-1]
-    pair_frame = seq.gt_frame[i]
-    pair_start = np.searchsorted(pair_frame, np.arange(seq.num_frames + 1))
-    li, lj = i - seq.gt_start[pair_frame], j - seq.pr_start[pair_frame]
-    matched = np.ones(len(i), bool)  # right for frames without competing candidates
+    pair_start = np.searchsorted(seq.gt_frame[i], np.arange(seq.num_frames + 1))
     prev_match = np.full(seq.num_gt_ids, -1)
-    for f in conflict_frames(i, j, seq.gt_frame, seq.pr_frame, len(seq.gt_id), len(seq.pr_id)).tolist():
-        before = slice(pair_start[prev_active[f]], pair_start[prev_active[f] + 1]) if prev_active[f] >= 0 \
-            else slice(0, 0)
-        prev_g = gid[before][matched[before]]
-        prev_match[prev_g] = pid[before][matched[before]]
-        now = slice(pair_start[f], pair_start[f + 1])
-        score = 1000 * (prev_match[gid[now]] == pid[now]) + sim[now]
-        matched[now] = solve_frame(li[now], lj[now], score, n_gt[f], n_pr[f], EPS)
+    for k, f in enumerate(conflicts.frames.tolist()):
+        lo, hi = pair_start[prev_active[f]], pair_start[prev_active[f] + 1]
+        prev_g = gid[lo:hi][matched[lo:hi]] if prev_active[f] >= 0 else gid[:0]
+        prev_match[prev_g] = pid[lo:hi][matched[lo:hi]] if prev_active[f] >= 0 else pid[:0]
+        # Continuing the previous frame's match is worth 1000 (TrackEval: 1000 * continued + IoU).
+        now = np.arange(conflicts.pair_lo[k], conflicts.pair_hi[k])
+        cont = now[prev_match[gid[now]] == pid[now]]
+        places = conflicts.place[np.searchsorted(conflicts.pairs, cont)]
+        buf[places] = -(1000 + sim[cont])
+        matched[now] = False
+        matched[conflicts.matched_pairs(buf, conflicts.solve(buf, k), EPS)] = True
         prev_match[prev_g] = -1
     return matched
 

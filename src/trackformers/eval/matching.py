@@ -20,18 +20,49 @@ def conflict_frames(i: np.ndarray, j: np.ndarray, frame_i: np.ndarray, frame_j: 
     return np.union1d(frame_i[busy_i], frame_j[busy_j])
 
 
-def solve_frame(li: np.ndarray, lj: np.ndarray, score: np.ndarray, n_i: int, n_j: int,
-                min_score: float) -> np.ndarray:
-    """Hungarian matching of one frame's dense (n_i, n_j) score matrix, filled with the given
-    candidate pairs (local row li, column lj, sorted by (li, lj)) and zeros elsewhere. Returns
-    a bool mask over the given pairs: matched with a score above `min_score`."""
-    dense = np.zeros((n_i, n_j))
-    dense[li, lj] = score
-    rows, cols = linear_sum_assignment(-dense)
-    keep = dense[rows, cols] > min_score
-    matched = np.zeros(len(li), bool)
-    matched[np.searchsorted(li * n_j + lj, rows[keep] * n_j + cols[keep])] = True
-    return matched
+class ConflictMatrices:
+    """The dense score matrices of all conflict frames in one buffer, filled by one scatter.
+
+    Built from candidate pairs (i, j) sorted by frame; rows and columns are frame-sorted with
+    frame offsets `starts_*`. Matrices hold the negated scores (TrackEval minimises -score),
+    with -0.0 for non-candidates exactly as `-score_mat` has.
+    """
+
+    def __init__(self, i: np.ndarray, j: np.ndarray, frame_i: np.ndarray, frame_j: np.ndarray,
+                 starts_i: np.ndarray, starts_j: np.ndarray):
+        pair_frame = frame_i[i]
+        self.frames = conflict_frames(i, j, frame_i, frame_j, len(frame_i), len(frame_j))
+        self.n_i = np.diff(starts_i)[self.frames]
+        self.n_j = np.diff(starts_j)[self.frames]
+        self.offset = np.concatenate([[0], np.cumsum(self.n_i * self.n_j)])
+        self.pair_lo = np.searchsorted(pair_frame, self.frames)
+        self.pair_hi = np.searchsorted(pair_frame, self.frames, side="right")
+        # Pairs of conflict frames and their place in the buffer.
+        counts = self.pair_hi - self.pair_lo
+        k = np.repeat(np.arange(len(self.frames)), counts)
+        self.pairs = np.arange(counts.sum()) + np.repeat(self.pair_lo - (np.cumsum(counts) - counts), counts)
+        rows = i[self.pairs] - starts_i[self.frames][k]
+        cols = j[self.pairs] - starts_j[self.frames][k]
+        self.place = self.offset[k] + rows * self.n_j[k] + cols
+        self.pair_at = np.full(self.offset[-1], -1)
+        self.pair_at[self.place] = self.pairs
+
+    def buffer(self, score: np.ndarray) -> np.ndarray:
+        """All matrices, flat: -score at the candidates, -0.0 elsewhere."""
+        buf = np.full(self.offset[-1], -0.0)
+        buf[self.place] = -score[self.pairs]
+        return buf
+
+    def solve(self, buf: np.ndarray, k: int) -> np.ndarray:
+        """Hungarian solution of matrix k of `buf`: buffer positions of its assigned cells."""
+        n_i, n_j, off = int(self.n_i[k]), int(self.n_j[k]), int(self.offset[k])
+        rows, cols = linear_sum_assignment(buf[off:off + n_i * n_j].reshape(n_i, n_j))
+        return off + rows * n_j + cols
+
+    def matched_pairs(self, buf: np.ndarray, cells: np.ndarray, min_score: float) -> np.ndarray:
+        """Pair indices of assigned cells whose score exceeds min_score."""
+        cells = cells[-buf[cells] > min_score]
+        return self.pair_at[cells]
 
 
 def match_frames(i: np.ndarray, j: np.ndarray, score: np.ndarray, frame_i: np.ndarray, frame_j: np.ndarray,
@@ -42,12 +73,11 @@ def match_frames(i: np.ndarray, j: np.ndarray, score: np.ndarray, frame_i: np.nd
     matched = score > min_score  # right for frames without competing candidates
     if len(i) == 0:
         return matched
-    pair_frame = frame_i[i]
-    conflicts = conflict_frames(i, j, frame_i, frame_j, len(frame_i), len(frame_j))
-    bounds = np.searchsorted(pair_frame, conflicts)
-    ends = np.searchsorted(pair_frame, conflicts, side="right")
-    li, lj = i - starts_i[pair_frame], j - starts_j[pair_frame]
-    sizes_i, sizes_j = np.diff(starts_i)[conflicts], np.diff(starts_j)[conflicts]
-    for lo, hi, n_i, n_j in zip(bounds.tolist(), ends.tolist(), sizes_i.tolist(), sizes_j.tolist()):
-        matched[lo:hi] = solve_frame(li[lo:hi], lj[lo:hi], score[lo:hi], n_i, n_j, min_score)
+    conflicts = ConflictMatrices(i, j, frame_i, frame_j, starts_i, starts_j)
+    if len(conflicts.frames) == 0:
+        return matched
+    buf = conflicts.buffer(score)
+    cells = np.concatenate([conflicts.solve(buf, k) for k in range(len(conflicts.frames))])
+    matched[conflicts.pairs] = False
+    matched[conflicts.matched_pairs(buf, cells, min_score)] = True
     return matched

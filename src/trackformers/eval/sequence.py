@@ -52,15 +52,18 @@ def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.
     if bad.any():
         r = int(np.argmax(bad))
         _fail(path, r, f"negative id {int(rows[r, 1])}")
-    order = np.argsort(rows[:, 0], kind="stable")
-    rows = rows[order]
+    order = np.arange(len(rows))
+    if (np.diff(rows[:, 0]) < 0).any():  # result files are usually written frame by frame
+        order = np.argsort(rows[:, 0], kind="stable")
+        rows = rows[order]
     key = rows[:, 0].astype(np.int64) * (int(rows[:, 1].max(initial=0)) + 1) + rows[:, 1].astype(np.int64)
-    by_key = np.argsort(key, kind="stable")
-    dup = np.flatnonzero(key[by_key][1:] == key[by_key][:-1])
-    if len(dup):
-        first, second = sorted(order[by_key[dup[0]:dup[0] + 2]])
-        _fail(path, int(second), f"id {int(rows[by_key[dup[0]], 1])} appears twice in frame "
-                                 f"{int(rows[by_key[dup[0]], 0])} (first at line {_line_number(path, int(first))})")
+    sorted_key = np.sort(key)
+    if (sorted_key[1:] == sorted_key[:-1]).any():
+        by_key = np.argsort(key, kind="stable")
+        d = int(np.flatnonzero(key[by_key][1:] == key[by_key][:-1])[0])
+        first, second = sorted(order[by_key[d:d + 2]])
+        _fail(path, int(second), f"id {int(rows[by_key[d], 1])} appears twice in frame "
+                                 f"{int(rows[by_key[d], 0])} (first at line {_line_number(path, int(first))})")
     return rows, order
 
 

@@ -77,18 +77,25 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
     broadcasting, no gathers; padding boxes have no area and so overlap nothing."""
     n_a, n_b = np.diff(starts_a), np.diff(starts_b)
     frames = np.flatnonzero((n_a > 0) & (n_b > 0))
+    # Frames of similar size share a chunk (little padding); pairs are put back in frame order.
+    frames = frames[np.lexsort((n_b[frames], n_a[frames]))]
     out = [Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
-    if len(frames) == 0:
-        return out[0]
-    per_chunk = max(1, _MAX_PAIRS_PER_CHUNK // int(n_a[frames].max() * n_b[frames].max()))
-    for lo in range(0, len(frames), per_chunk):
-        chunk = frames[lo:lo + per_chunk]
+    lo = 0
+    while lo < len(frames):
+        count = max(1, _MAX_PAIRS_PER_CHUNK // int(n_a[frames[lo]] * n_b[frames[lo]]))
+        chunk = frames[lo:lo + count]
+        # Sizes grow along `frames`: shrink the chunk until its largest grid fits the budget.
+        while len(chunk) > 1 and len(chunk) * n_a[chunk].max() * n_b[chunk].max() > 2 * _MAX_PAIRS_PER_CHUNK:
+            chunk = chunk[:len(chunk) // 2]
+        lo += len(chunk)
         rows_a, grid_a = _padded(starts_a[chunk], n_a[chunk], boxes_a)
         rows_b, grid_b = _padded(starts_b[chunk], n_b[chunk], boxes_b)
         value = measure(grid_a[:, :, None, :], grid_b[:, None, :, :])
         f, a, b = np.nonzero(value > 0)
         out.append(Pairs(rows_a[f, a], rows_b[f, b], value[f, a, b]))
-    return Pairs(*(np.concatenate([getattr(p, k) for p in out]) for k in ("i", "j", "value")))
+    pairs = Pairs(*(np.concatenate([getattr(p, k) for p in out]) for k in ("i", "j", "value")))
+    # Rows are frame-sorted, so ordering by row i orders by frame; within a frame i, j are ordered.
+    return pairs.select(np.argsort(pairs.i, kind="stable"))
 
 
 def _padded(starts: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
