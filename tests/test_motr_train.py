@@ -120,3 +120,58 @@ def test_select_tracks_gates_by_iou_in_training_and_keeps_all_ids_at_inference()
     torch.manual_seed(0)
     kept = [len(select_tracks(rows, training=True, random_drop=0.5)) for _ in range(400)]
     assert 0.9 < np.mean(kept) < 1.1  # each of the 2 gated tracks survives with probability 0.5
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
+    clip = _clip(tmp_path, frames=2)
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = _tiny_motr().train()
+        model.cfg.grad_checkpointing = flag
+        model.training_loss([clip])["loss"].backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6), k
+
+
+def test_frames_without_objects_train_and_track(tmp_path):
+    clip = _clip(tmp_path, frames=2)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "ids": torch.zeros(0, dtype=torch.long)}
+    torch.manual_seed(0)
+    model = _tiny_motr().train()
+    losses = model.training_loss([[clip[0], (clip[1][0], empty)], [(clip[0][0], empty)]])
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["loss"].backward()
+    model.eval()
+    result, state = model.track(clip[0][0], model.new_state(), orig_size=(96, 128))
+    assert result["boxes"].shape[1] == 4 and len(result["ids"]) == len(state)
+
+
+def test_training_next_state_appends_false_positive_rows_as_candidates(tmp_path):
+    """QIM in training: gated tracks (in row order), then the inserted false positives, which
+    keep id -1 and so are Hungarian candidates next frame; queries and references updated."""
+    torch.manual_seed(0)
+    model = _tiny_motr().train()
+    model.cfg.qim.fp_ratio = 1.0
+    image = _clip(tmp_path, frames=1)[0][0]
+    rows = model.step(image[None], None, [model.new_state()])[0].rows
+    n = len(rows)
+    ids = torch.full((n,), -1)
+    ids[[3, 7, 9]] = torch.tensor([10, 11, 12])
+    iou = torch.zeros(n)
+    iou[[3, 7]] = 0.8  # row 9 is a track whose box missed its target: not propagated
+    boxes = torch.tensor([0.5, 0.5, 0.2, 0.2]).repeat(n, 1)
+    boxes[5] = torch.tensor([0.31, 0.3, 0.2, 0.2])
+    boxes[3] = torch.tensor([0.3, 0.3, 0.2, 0.2])   # row 5 hugs track row 3
+    rows = rows.replace(ids=ids, iou=iou, boxes=boxes)
+    nxt = model.next_state(rows)
+    # track 3's best-overlapping unassigned row is 5; track 7's box equals every default box,
+    # so the first of them (row 0) wins; the inserted rows come sorted, after the tracks.
+    order = [3, 7, 0, 5]
+    assert nxt.ids.tolist() == [10, 11, -1, -1]
+    assert torch.equal(nxt.boxes, rows.boxes[order]) and torch.equal(nxt.embeds, rows.embeds[order])
+    want_refs = torch.log(nxt.boxes[:, :2] / (1 - nxt.boxes[:, :2]))
+    assert torch.allclose(nxt.refs, want_refs, atol=1e-5)
+    assert not torch.allclose(nxt.queries, rows.queries[order], atol=1e-3)  # the TAN updated them

@@ -273,7 +273,8 @@ class MOTR(nn.Module):
         final = match_tracklets(rows.ids, candidates, out.logits[-1].detach(), out.boxes[-1].detach(),
                                 target, self.matcher)
         losses = {}
-        for layer in range(layers):
+        supervised = range(layers) if self.cfg.detector.aux_loss else [layers - 1]
+        for layer in supervised:
             a = final if layer == layers - 1 else match_tracklets(
                 rows.ids, candidates, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
             prefix = "" if layer == layers - 1 else f"aux{layer}/"
