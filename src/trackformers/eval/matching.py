@@ -43,9 +43,8 @@ class ConflictMatrices:
         self.pairs = np.arange(counts.sum()) + np.repeat(self.pair_lo - (np.cumsum(counts) - counts), counts)
         rows = i[self.pairs] - starts_i[self.frames][k]
         cols = j[self.pairs] - starts_j[self.frames][k]
-        self.place = self.offset[k] + rows * self.n_j[k] + cols
-        self.pair_at = np.full(self.offset[-1], -1)
-        self.pair_at[self.place] = self.pairs
+        self.place = self.offset[k] + rows * self.n_j[k] + cols  # ascending
+        self._shapes = list(zip(self.offset[:-1].tolist(), self.n_i.tolist(), self.n_j.tolist()))
 
     def buffer(self, score: np.ndarray) -> np.ndarray:
         """All matrices, flat: -score at the candidates, -0.0 elsewhere."""
@@ -55,14 +54,24 @@ class ConflictMatrices:
 
     def solve(self, buf: np.ndarray, k: int) -> np.ndarray:
         """Hungarian solution of matrix k of `buf`: buffer positions of its assigned cells."""
-        n_i, n_j, off = int(self.n_i[k]), int(self.n_j[k]), int(self.offset[k])
+        off, n_i, n_j = self._shapes[k]
         rows, cols = linear_sum_assignment(buf[off:off + n_i * n_j].reshape(n_i, n_j))
         return off + rows * n_j + cols
 
+    def solve_all(self, buf: np.ndarray) -> np.ndarray:
+        """Hungarian solutions of every matrix (independent frames): assigned buffer positions."""
+        rows, cols = [], []
+        for off, n_i, n_j in self._shapes:
+            r, c = linear_sum_assignment(buf[off:off + n_i * n_j].reshape(n_i, n_j))
+            rows.append(r)
+            cols.append(c)
+        k = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+        return self.offset[k] + np.concatenate(rows) * self.n_j[k] + np.concatenate(cols)
+
     def matched_pairs(self, buf: np.ndarray, cells: np.ndarray, min_score: float) -> np.ndarray:
-        """Pair indices of assigned cells whose score exceeds min_score."""
+        """Pair indices of assigned cells whose score exceeds min_score (those are candidates)."""
         cells = cells[-buf[cells] > min_score]
-        return self.pair_at[cells]
+        return self.pairs[np.searchsorted(self.place, cells)]
 
 
 def match_frames(i: np.ndarray, j: np.ndarray, score: np.ndarray, frame_i: np.ndarray, frame_j: np.ndarray,
@@ -77,7 +86,7 @@ def match_frames(i: np.ndarray, j: np.ndarray, score: np.ndarray, frame_i: np.nd
     if len(conflicts.frames) == 0:
         return matched
     buf = conflicts.buffer(score)
-    cells = np.concatenate([conflicts.solve(buf, k) for k in range(len(conflicts.frames))])
+    cells = conflicts.solve_all(buf)
     matched[conflicts.pairs] = False
     matched[conflicts.matched_pairs(buf, cells, min_score)] = True
     return matched

@@ -101,6 +101,13 @@ class SeqData:
 
 
 def _relabel(ids: np.ndarray) -> np.ndarray:
+    """Ids -> 0..n-1 in sorted order (TrackEval's relabelling); a lookup table when ids are
+    small, else a sort."""
     if len(ids) == 0:
         return np.zeros(0, np.int64)
-    return np.unique(ids, return_inverse=True)[1].astype(np.int64)
+    top = int(ids.max())
+    if top > 8 * len(ids) + (1 << 16):
+        return np.unique(ids, return_inverse=True)[1].astype(np.int64)
+    present = np.zeros(top + 1, bool)
+    present[ids] = True
+    return (np.cumsum(present) - 1)[ids]

@@ -94,8 +94,15 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
         f, a, b = np.nonzero(value > 0)
         out.append(Pairs(rows_a[f, a], rows_b[f, b], value[f, a, b]))
     pairs = Pairs(*(np.concatenate([getattr(p, k) for p in out]) for k in ("i", "j", "value")))
-    # Rows are frame-sorted, so ordering by row i orders by frame; within a frame i, j are ordered.
-    return pairs.select(np.argsort(pairs.i, kind="stable"))
+    # Back to frame order: each frame's pairs are one ordered block; move the blocks.
+    frame = np.searchsorted(starts_a, pairs.i, side="right") - 1
+    per_frame = np.bincount(frame, minlength=len(n_a))
+    natural = np.cumsum(per_frame) - per_frame  # block starts in frame order
+    processed = np.zeros(len(n_a), np.int64)
+    processed[frames] = np.cumsum(per_frame[frames]) - per_frame[frames]  # ... in chunk order
+    order = np.empty(len(frame), np.int64)
+    order[natural[frame] + np.arange(len(frame)) - processed[frame]] = np.arange(len(frame))
+    return pairs.select(order)
 
 
 def _padded(starts: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
