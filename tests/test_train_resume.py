@@ -136,3 +136,32 @@ def test_resume_starts_a_missing_run_and_a_finished_run_is_never_overwritten(tmp
         train(tiny_train_config(str(tmp_path), max_steps=4))
     again = train(tiny_train_config(str(tmp_path), max_steps=2), resume=True)  # already done: no step taken
     _assert_same_tensors(first.state_dict(), again.state_dict())
+
+
+def test_data_loader_workers_do_not_change_training(tmp_path):
+    # Every clip is drawn from (seed, epoch, index) alone, so worker processes change nothing.
+    serial = train(tiny_train_config(str(tmp_path / "w0"), epochs=2))
+    cfg = tiny_train_config(str(tmp_path / "w2"), epochs=2)
+    cfg.data.num_workers = 2
+    _assert_same_tensors(serial.state_dict(), train(cfg).state_dict())
+
+
+def test_log_lines_are_mirrored_to_tensorboard_when_installed(tmp_path, monkeypatch):
+    import types
+    scalars = []
+
+    class FakeWriter:  # stands in for tensorboard's SummaryWriter (not installed here)
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    train(tiny_train_config(str(tmp_path), max_steps=2))
+    logged = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [(t, v, s) for t, v, s in scalars if t == "loss"] == [("loss", r["loss"], r["step"]) for r in logged]
+    assert {t for t, _, _ in scalars} == {"lr", "loss", "loss_l2", "it_s", "grad_norm"}

@@ -116,23 +116,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def prepare_frame(frame: np.ndarray | torch.Tensor, input_cfg) -> torch.Tensor:
+class FramePreparer:
     """RGB uint8 HxWx3 frame -> normalised float32 (3, h, w) at the model's input size.
 
-    The resize rule and the normalisation are the training pipeline's own (data.transforms).
+    The resize rule and the normalisation are the training pipeline's own (data.transforms);
+    `resize_rule: motr` in a model's input config reproduces the official inference resize.
     """
-    from trackformers.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToTensorNormalize, resize_for_inference
-    if isinstance(frame, torch.Tensor):
-        frame = frame.detach().cpu().numpy()
-    frame = np.asarray(frame)
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"a frame must be an RGB uint8 HxWx3 array, got {frame.dtype} {frame.shape}")
-    # `resize_rule: motr` in a model's input config reproduces the official inference resize exactly.
-    resized = resize_for_inference(frame, input_cfg.short_side, input_cfg.max_size,
-                                   rule=getattr(input_cfg, "resize_rule", "detr"))
-    normalise = ToTensorNormalize(getattr(input_cfg, "mean", IMAGENET_MEAN), getattr(input_cfg, "std", IMAGENET_STD))
-    images, _ = normalise([resized], [{"boxes": np.zeros((0, 4), np.float32)}])
-    return images[0]
+
+    def __init__(self, input_cfg):
+        from trackformers.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToTensorNormalize
+        self.cfg = input_cfg
+        self.normalise = ToTensorNormalize(getattr(input_cfg, "mean", IMAGENET_MEAN),
+                                           getattr(input_cfg, "std", IMAGENET_STD))
+
+    def __call__(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+        from trackformers.data.transforms import resize_for_inference
+        if isinstance(frame, torch.Tensor):
+            frame = frame.detach().cpu().numpy()
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"a frame must be an RGB uint8 HxWx3 array, got {frame.dtype} {frame.shape}")
+        resized = resize_for_inference(frame, self.cfg.short_side, self.cfg.max_size,
+                                       rule=getattr(self.cfg, "resize_rule", "detr"))
+        images, _ = self.normalise([resized], [{"boxes": np.zeros((0, 4), np.float32)}])
+        return images[0]
 
 
 class StreamingTracker:
@@ -146,6 +153,7 @@ class StreamingTracker:
         self.id_offset = 1 - int(getattr(model, "first_id", 0))
         # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
         self._pass_size = "orig_size" in inspect.signature(model.track).parameters
+        self.prepare = FramePreparer(model.cfg.input)
         self.reset()
 
     @property
@@ -161,7 +169,7 @@ class StreamingTracker:
     def step(self, frame: np.ndarray | torch.Tensor) -> FrameTracks:
         """Track one RGB uint8 HxWx3 frame; returns this frame's tracks in original pixels."""
         h, w = frame.shape[:2]
-        image = prepare_frame(frame, self.model.cfg.input).to(self.device)
+        image = self.prepare(frame).to(self.device)
         extra = {"orig_size": (h, w)} if self._pass_size else {}
         result, self.state = self.model.track(image, self.state, **extra)
         self.frame += 1
