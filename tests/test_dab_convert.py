@@ -77,3 +77,27 @@ def test_dab_detector_forward_matches_a_written_out_decoder():
     torch.testing.assert_close(out["pred_logits"], logits[-1], rtol=0, atol=1e-5)
     torch.testing.assert_close(out["aux_outputs"][0]["pred_logits"], logits[0], rtol=0, atol=1e-5)
     torch.testing.assert_close(out["inter_references"][-1], ref, rtol=0, atol=1e-5)
+
+
+def test_cli_convert_then_detector_loader(tmp_path):
+    """`trackformers convert --from dab_deformable_detr` -> load_detector gives the same model."""
+    from trackformers.cli import main
+    from trackformers.models.detector import load_detector
+    torch.manual_seed(1)
+    cfg = DABDetectorConfig(backbone_depth=18, backbone_width=8, hidden_dim=32, nheads=4, num_feature_levels=4,
+                            enc_layers=1, dec_layers=2, dim_feedforward=64, num_queries=5, num_classes=2)
+    model = DABDeformableDETR(cfg).eval()
+    official = {}
+    for k, v in model.state_dict().items():  # our names -> the official ones
+        k = re.sub(r"^backbone\.", "backbone.0.body.", k)
+        official[k.replace("decoder.anchor_pos.", "decoder.")] = v
+    for k in list(official):
+        if k.startswith("bbox_embed."):
+            official["transformer.decoder." + k] = official[k]
+    torch.save({"model": official}, tmp_path / "dab.pth")
+    assert main(["convert", "--from", "dab_deformable_detr", str(tmp_path / "dab.pth"), "--out", str(tmp_path / "dab"),
+                 "--set", "nheads=4"]) == 0
+    loaded = load_detector(tmp_path / "dab")
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images)["pred_boxes"], model(images)["pred_boxes"], rtol=0, atol=0)

@@ -39,8 +39,7 @@ def infer_config(sd: dict, overrides: dict | None = None) -> DABDetectorConfig:
     require(sd, "refpoint_embed.weight")
     # The Deformable DETR reader counts queries from `query_embed`; DAB's are `tgt_embed` rows.
     shaped = {**sd, "query_embed.weight": torch.empty(tgt.shape[0], 2 * tgt.shape[1])}
-    defaults = {"dim_feedforward": DABDetectorConfig.dim_feedforward, "dropout": DABDetectorConfig.dropout,
-                "inverse_sigmoid_eps": DABDetectorConfig.inverse_sigmoid_eps}
+    defaults = {"dropout": DABDetectorConfig.dropout, "inverse_sigmoid_eps": DABDetectorConfig.inverse_sigmoid_eps}
     detector = deformable_detr.infer_config(shaped, {**defaults, **overrides})
     return from_dict(DABDetectorConfig, {**to_dict(detector), "with_box_refine": True, **dab})
 

@@ -177,15 +177,20 @@ def build_detector(cfg: DetectorConfig | None = None) -> DeformableDETR:
 
 def load_detector(path, device="cpu") -> DeformableDETR:
     """A DeformableDETR in eval mode from a model file (`save_model` / `trackformers convert`),
-    whose JSON config is `{"method": "deformable_detr", ...DetectorConfig...}`."""
+    whose JSON config is `{"method": "deformable_detr", ...DetectorConfig...}` (or
+    `"dab_deformable_detr"` with a DABDetectorConfig)."""
     from trackformers.checkpoint import load_model
     from trackformers.config import ConfigError, from_dict
 
     state_dict, meta = load_model(path)
     config = dict(meta["config"])
     method = config.pop("method", None)
-    if method != "deformable_detr":
-        raise ConfigError(f"{path}: holds a {method!r} model, not a deformable_detr detector")
-    model = DeformableDETR(from_dict(DetectorConfig, config))
+    if method == "dab_deformable_detr":  # DAB anchor-box queries (models/dab.py)
+        from trackformers.models.dab import DABDeformableDETR, DABDetectorConfig
+        model = DABDeformableDETR(from_dict(DABDetectorConfig, config))
+    elif method == "deformable_detr":
+        model = DeformableDETR(from_dict(DetectorConfig, config))
+    else:
+        raise ConfigError(f"{path}: holds a {method!r} model, not a deformable_detr / dab_deformable_detr detector")
     model.load_state_dict(state_dict)
     return model.to(device).eval()
