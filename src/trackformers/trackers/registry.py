@@ -37,6 +37,8 @@ BUILTIN = {
                                  "--out runs/motr-synth --export motr-synth"),
     "iou-baseline-synth": ("iou-baseline-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/baseline/synth_simple.yaml "
                                                  "--out runs/iou-baseline-synth --export iou-baseline-synth"),
+    "memotr-synth": ("memotr-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/memotr/synth_simple.yaml "
+                                     "--out runs/memotr-synth --export memotr-synth"),
 }
 
 
