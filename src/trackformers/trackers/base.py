@@ -13,6 +13,11 @@ queries, and produces the next `TrackState`. Around that step this module provid
   with its identity; new objects are Hungarian-matched to the candidate queries).
 - `ClipLoss`: the collective average loss (every frame's loss terms summed, divided once by the
   number of supervised objects of the whole clip/batch, averaged over processes).
+- `QueryTracker`: the frame loop itself (batched encoder, per-sequence decoding of detect +
+  track rows, `track`, `training_loss`, matching and per-layer losses), so that a method
+  writes only its own pieces: its detect rows, its decoder call, its target assignment and
+  track selection, its runtime.
+- `InputConfig`, `LossConfig`: the inference resize and the set-loss weights every tracker has.
 
 Nothing here is specific to one method: MOTR, MeMOTR and later trackers differ in how they
 build queries, update them between frames and set their thresholds, not in this bookkeeping.
@@ -24,9 +29,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from trackformers.models.criterion import num_boxes_normalizer
+from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 # Per-row tensor fields of TrackState, in declaration order (`memory` is handled alongside).
 _ROW_FIELDS = ("ids", "queries", "refs", "embeds", "boxes", "logits", "scores", "misses", "ages",
@@ -330,3 +337,137 @@ def pad_images(images: list[Tensor], size_divisibility: int = 1) -> tuple[Tensor
         batch[i, :, :im.shape[1], :im.shape[2]] = im
         mask[i, :im.shape[1], :im.shape[2]] = False
     return batch, mask
+
+
+# ---------------------------------------------------------------------------------------
+# Settings every tracker has
+# ---------------------------------------------------------------------------------------
+@dataclass
+class InputConfig:
+    """Inference resize: short side to `short_side`, long side at most `max_size`; normalisation.
+
+    resize_rule 'motr' is the official MOTR / MeMOTR inference scripts' (one scale, both sides
+    truncated, cv2 bilinear); 'detr' the Deformable DETR rule (see data.transforms).
+    """
+    short_side: int = 800
+    max_size: int = 1536
+    resize_rule: str = "motr"
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class LossConfig:
+    """Set-loss weights and Hungarian matching costs (focal class cost, L1, GIoU)."""
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+# ---------------------------------------------------------------------------------------
+# The frame loop shared by query-based trackers
+# ---------------------------------------------------------------------------------------
+@dataclass
+class FrameOutput:
+    """One frame of one sequence after the decoder.
+
+    rows: detect rows then track rows, with this frame's `logits`, `boxes`, `embeds`, `scores`.
+    logits, boxes: (layers, n, K), (layers, n, 4) every decoder layer's predictions (with grad).
+    Methods that need more of the decoder (e.g. MeMOTR's penultimate layer) subclass it.
+    """
+    rows: TrackState
+    logits: Tensor
+    boxes: Tensor
+
+
+class QueryTracker(nn.Module):
+    """What is the same in every query-based tracker: one step per frame for a batch of
+    sequences, the inference wrapper, and the training loop over clips.
+
+    A subclass sets `cfg` (with `grad_checkpointing` and `loss: LossConfig`), `detector` (a
+    DeformableDETR-like module with `features` and `transformer.encode`) and `criterion`
+    (a `SetCriterion`), and implements:
+      detect_rows(next_id) -> TrackState          the learned detect queries as fresh rows
+      decode(rows, enc, b) -> FrameOutput         decode one sequence's rows on encoder output b
+      supervise(out, target, clip_loss) -> rows   training: assign targets, add the frame's losses
+      training_tracks(out, rows) -> TrackState    training: next frame's track rows
+      track_frame(image, state, orig_size) -> (result, next state, FrameOutput)   inference
+    """
+
+    first_id = 0            # the first id a sequence hands out (the registry writes ids from 1)
+    size_divisibility = 1   # batched training frames are padded to a multiple of this
+
+    def encode(self, images: Tensor, masks: Tensor):
+        """Backbone, projections and encoder (recomputed in backward with grad_checkpointing)."""
+        def run(images: Tensor, masks: Tensor):
+            srcs, level_masks, pos = self.detector.features(images, masks)
+            return self.detector.transformer.encode(srcs, level_masks, pos)
+        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(run, images, masks, use_reentrant=False)
+        return run(images, masks)
+
+    def step(self, images: Tensor, masks: Tensor | None, states: list[TrackState]) -> list[FrameOutput]:
+        """One frame of each sequence, the same code in training and inference: images
+        (B, 3, H, W) normalised, masks (B, H, W) True on padding (None: none), states[b] the
+        track rows of sequence b -> its detect + track rows decoded."""
+        if masks is None:
+            masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        enc = self.encode(images, masks)
+        # Sequences carry different numbers of track rows: decode them one by one on the shared
+        # (batched) encoder output instead of padding the queries.
+        return [self.decode(TrackState.cat([self.detect_rows(s.next_id), s]), enc, b) for b, s in enumerate(states)]
+
+    def track(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
+              ) -> tuple[dict[str, Tensor], TrackState]:
+        """One inference frame: image (3, H, W) normalised -> (result, next state).
+
+        orig_size (h, w) of the original frame is where the result's area filter is measured
+        (as the official filters); without it, the pixels of `image` are used.
+        """
+        result, nxt, _ = self.track_frame(image, state, orig_size)
+        return result, nxt
+
+    # -- training ---------------------------------------------------------------------
+    def matcher(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Hungarian matching of candidate rows to targets (the `Matcher` of match_tracklets)."""
+        return self.criterion.matcher({"pred_logits": logits[None], "pred_boxes": boxes[None]},
+                                      [{"labels": labels, "boxes": tgt_boxes}])[0]
+
+    def layer_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
+        """Summed (not yet normalised) losses of one decoder layer: focal over every row and
+        class (rows without a target are background), L1 and GIoU over rows with a target."""
+        rows = torch.nonzero(gt_idx >= 0).flatten()
+        one = torch.ones((), device=logits.device)
+        return self.criterion.layer_losses({"pred_logits": logits[None], "pred_boxes": boxes[None]}, [target],
+                                           [(rows, gt_idx[rows])], num_boxes=one)
+
+    @staticmethod
+    def target_iou(rows: TrackState, gt_idx: Tensor, target: dict, assigned: Tensor) -> Tensor:
+        """(n,) IoU of each `assigned` row's box with its target; other rows keep their last IoU."""
+        iou = rows.iou.clone()
+        if assigned.any():
+            src = box_cxcywh_to_xyxy(rows.boxes[assigned].detach())
+            tgt = box_cxcywh_to_xyxy(target["boxes"][gt_idx[assigned]])
+            iou[assigned] = box_iou(src, tgt)[0].diagonal().to(iou.dtype)
+        return iou
+
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """Collective average loss of a batch of clips (each a list of (image, target)); clips
+        may differ in length and image size (frames are padded per time step)."""
+        clip_loss = ClipLoss()
+        states = [self.new_state() for _ in clips]
+        for t in range(max(len(c) for c in clips)):
+            live = [b for b, c in enumerate(clips) if t < len(c)]
+            images, masks = pad_images([clips[b][t][0] for b in live], self.size_divisibility)
+            for b, out in zip(live, self.step(images, masks, [states[b] for b in live])):
+                rows = self.supervise(out, clips[b][t][1], clip_loss)
+                if t + 1 < len(clips[b]):
+                    states[b] = self.training_tracks(out, rows)
+        c = self.cfg.loss
+        return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
+                                 "loss_giou": c.giou_loss_coef})

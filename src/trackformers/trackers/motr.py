@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
                                                         DeformableTransformerDecoderLayer, with_pos)
 from trackformers.models.criterion import SetCriterion
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.matcher import HungarianMatcher
-from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
-from trackformers.trackers.base import (ClipLoss, TrackState, match_tracklets, pad_images, report_mask,
-                                        runtime_update)
+from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
+                                        match_tracklets, report_mask, runtime_update)
 from trackformers.trackers.qim import QueryInteraction, select_tracks
 
 
@@ -39,20 +37,6 @@ def _motr_detector() -> DetectorConfig:
 
 
 @dataclass
-class InputConfig:
-    """Inference resize: short side to `short_side`, long side at most `max_size`; ImageNet norm.
-
-    resize_rule 'motr' is the official inference scripts' (one scale, both sides truncated,
-    cv2 bilinear); 'detr' the Deformable DETR training rule (see data.transforms).
-    """
-    short_side: int = 800
-    max_size: int = 1536
-    resize_rule: str = "motr"
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-
-
-@dataclass
 class QIMConfig:
     """Query interaction module: TAN update and the training-time track augmentation."""
     hidden_dim: int = 1024          # FFN width of the TAN (official: dim_feedforward)
@@ -61,18 +45,6 @@ class QIMConfig:
     random_drop: float = 0.1        # training: drop each track query with this probability
     fp_ratio: float = 0.3           # training: insert a false-positive query per track with this probability
     iou_gate: float = 0.5           # training: only tracks whose box overlaps their target more propagate
-
-
-@dataclass
-class LossConfig:
-    cls_loss_coef: float = 2.0
-    bbox_loss_coef: float = 5.0
-    giou_loss_coef: float = 2.0
-    set_cost_class: float = 2.0
-    set_cost_bbox: float = 5.0
-    set_cost_giou: float = 2.0
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
 
 
 @dataclass
@@ -127,23 +99,12 @@ def _track_attention_decoder(cfg: DetectorConfig) -> DeformableTransformerDecode
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
-@dataclass
-class FrameOutput:
-    """One frame of one sequence after the decoder.
-
-    rows: detect rows then track rows, with this frame's `logits`, `boxes`, `embeds`, `scores`.
-    logits, boxes: (layers, n, K), (layers, n, 4) every decoder layer's predictions (with grad).
-    """
-    rows: TrackState
-    logits: Tensor
-    boxes: Tensor
-
-
-class MOTR(nn.Module):
+class MOTR(QueryTracker):
     """Deformable DETR (+ box refinement) with track queries, QIM and the MOTR runtime."""
 
     Config = MOTRConfig
     first_id = 0  # ids count from 0; result files show id + 1, as the official writer
+    size_divisibility = 1  # MOTR pads a batch to its largest frame only
 
     def __init__(self, cfg: MOTRConfig):
         super().__init__()
@@ -176,38 +137,22 @@ class MOTR(nn.Module):
         refs = self.detector.transformer.reference_points(queries[:, :d.hidden_dim])
         return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, next_id=next_id)
 
-    # -- the per-frame step, shared by training and inference ---------------------------
-    def encode(self, images: Tensor, masks: Tensor):
-        srcs, level_masks, pos = self.detector.features(images, masks)
-        return self.detector.transformer.encode(srcs, level_masks, pos)
-
-    def step(self, images: Tensor, masks: Tensor | None, states: list[TrackState]) -> list[FrameOutput]:
-        """Decode one frame of each sequence: images (B, 3, H, W) normalised, masks (B, H, W)
-        True on padding (None: no padding), states[b] the track rows of sequence b."""
-        if masks is None:
-            masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
-        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
-            enc = checkpoint(self.encode, images, masks, use_reentrant=False)
-        else:
-            enc = self.encode(images, masks)
+    # -- the per-frame step (QueryTracker.step) decodes each sequence with this ----------
+    def decode(self, rows: TrackState, enc, b: int) -> FrameOutput:
+        """Decode detect + track rows of sequence `b` on its encoder output: the queries'
+        positional/content halves, references from the stored logits (sigmoid here)."""
         d = self.cfg.detector
-        outputs = []
-        # Sequences carry different numbers of track queries: decode them one by one on the
-        # shared (batched) encoder memory instead of padding the queries.
-        for b, state in enumerate(states):
-            rows = TrackState.cat([self.detect_rows(state.next_id), state])
-            pos, tgt = rows.queries.split(d.hidden_dim, dim=1)
-            ref = rows.refs.sigmoid()[None]
-            hs, inter = self.detector.transformer.decoder(
-                tgt[None], ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
-                enc.valid_ratios[b:b + 1], pos[None], enc.padding_mask[b:b + 1],
-                bbox_embed=self.detector.bbox_embed if d.with_box_refine else None)
-            logits, boxes = self.detector.predict(hs, ref, inter)
-            logits, boxes = logits[:, 0], boxes[:, 0]
-            rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0],
-                                scores=logits[-1].detach().sigmoid().max(-1).values)
-            outputs.append(FrameOutput(rows, logits, boxes))
-        return outputs
+        pos, tgt = rows.queries.split(d.hidden_dim, dim=1)
+        ref = rows.refs.sigmoid()[None]
+        hs, inter = self.detector.transformer.decoder(
+            tgt[None], ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
+            enc.valid_ratios[b:b + 1], pos[None], enc.padding_mask[b:b + 1],
+            bbox_embed=self.detector.bbox_embed if d.with_box_refine else None)
+        logits, boxes = self.detector.predict(hs, ref, inter)
+        logits, boxes = logits[:, 0], boxes[:, 0]
+        rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0],
+                            scores=logits[-1].detach().sigmoid().max(-1).values)
+        return FrameOutput(rows, logits, boxes)
 
     def next_state(self, rows: TrackState) -> TrackState:
         """The query interaction module: the selected rows with updated queries and references."""
@@ -240,30 +185,7 @@ class MOTR(nn.Module):
         result = self.report(nxt, orig_size or tuple(image.shape[-2:]))
         return result, nxt, out
 
-    def track(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
-              ) -> tuple[dict[str, Tensor], TrackState]:
-        """One inference frame: image (3, H, W) normalised -> (result, next state).
-
-        orig_size (h, w) of the original frame is where `area_threshold` is measured (as the
-        official filter); without it, the pixels of `image` are used.
-        """
-        result, nxt, _ = self.track_frame(image, state, orig_size)
-        return result, nxt
-
     # -- training -------------------------------------------------------------------------
-    def matcher(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """Hungarian matching of one frame's candidate rows to its untracked targets."""
-        return self.criterion.matcher({"pred_logits": logits[None], "pred_boxes": boxes[None]},
-                                      [{"labels": labels, "boxes": tgt_boxes}])[0]
-
-    def frame_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
-        """Summed (not yet normalised) losses of one layer: focal over every row and class
-        (rows without a target are background), L1 and GIoU over rows with a target."""
-        rows = torch.nonzero(gt_idx >= 0).flatten()
-        one = torch.ones((), device=logits.device)
-        return self.criterion.layer_losses({"pred_logits": logits[None], "pred_boxes": boxes[None]}, [target],
-                                           [(rows, gt_idx[rows])], num_boxes=one)
-
     def supervise(self, out: FrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
         """Assign targets to one frame's rows, add its losses; returns the rows with ids, target
         indices and IoUs for the query interaction module."""
@@ -278,30 +200,14 @@ class MOTR(nn.Module):
             a = final if layer == layers - 1 else match_tracklets(
                 rows.ids, candidates, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
             prefix = "" if layer == layers - 1 else f"aux{layer}/"
-            for k, v in self.frame_losses(out.logits[layer], out.boxes[layer], a.gt_idx, target).items():
+            for k, v in self.layer_losses(out.logits[layer], out.boxes[layer], a.gt_idx, target).items():
                 losses[prefix + k] = v
         clip_loss.add(losses, len(target["ids"]) + final.num_disappeared)
-        # IoU of every assigned track with its target; unassigned rows keep their last IoU.
-        assigned = (final.ids >= 0) & (final.gt_idx >= 0)
-        iou = rows.iou.clone()
-        if assigned.any():
-            src = box_cxcywh_to_xyxy(rows.boxes[assigned].detach())
-            tgt = box_cxcywh_to_xyxy(target["boxes"][final.gt_idx[assigned]])
-            iou[assigned] = box_iou(src, tgt)[0].diagonal().to(iou.dtype)
+        # IoU of every assigned track with its target (the QIM's gate); others keep their last.
+        iou = self.target_iou(rows, final.gt_idx, target, (final.ids >= 0) & (final.gt_idx >= 0))
         return rows.replace(ids=final.ids, gt_idx=final.gt_idx, iou=iou)
 
-    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
-        """Collective average loss of a batch of clips (each a list of (image, target))."""
-        clip_loss = ClipLoss()
-        states = [self.new_state() for _ in clips]
-        for t in range(max(len(c) for c in clips)):
-            live = [b for b, c in enumerate(clips) if t < len(c)]
-            images, masks = pad_images([clips[b][t][0] for b in live])
-            outs = self.step(images, masks, [states[b] for b in live])
-            for b, out in zip(live, outs):
-                rows = self.supervise(out, clips[b][t][1], clip_loss)
-                if t + 1 < len(clips[b]):
-                    states[b] = self.next_state(rows)
-        c = self.cfg.loss
-        return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
-                                 "loss_giou": c.giou_loss_coef})
+    def training_tracks(self, out: FrameOutput, rows: TrackState) -> TrackState:
+        """Next frame's track rows in training: the QIM's selection (IoU gate, random drop,
+        false positives) and update."""
+        return self.next_state(rows)
