@@ -25,7 +25,8 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start_index: Ten
     Args:
         value: (N, S, M, D) flattened maps of all levels, S = sum(H_l * W_l), M heads.
         spatial_shapes: (L, 2) int, (H_l, W_l) of each level.
-        level_start_index: (L,) int, offset of each level in S (exclusive cumsum of H*W).
+        level_start_index: (L,) int, offset of each level in S (exclusive cumsum of H*W); implied
+            by spatial_shapes (levels are contiguous), kept for the reference signature.
         sampling_locations: (N, Lq, M, L, P, 2) as (x, y) normalised to [0, 1].
         attention_weights: (N, Lq, M, L, P), normally softmax-ed over (L, P).
     Returns:
@@ -34,18 +35,20 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start_index: Ten
     N, S, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-    starts = [int(s) for s in level_start_index.tolist()]
+    # split (not slicing) so that backward concatenates the levels' gradients once instead of
+    # adding L zero-padded full-size copies
+    levels = value.split([h * w for h, w in shapes], dim=1)
     # grid_sample wants [-1, 1] grids with (x, y) order: exactly the [0, 1] locations rescaled.
-    grids = (2 * sampling_locations - 1).transpose(1, 2).flatten(0, 1)  # (N*M, Lq, L, P, 2)
-    weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L, P)
+    # unbind (not indexing) per level, for the same reason: backward stacks once.
+    grids = (2 * sampling_locations - 1).transpose(1, 2).flatten(0, 1).unbind(2)  # L x (N*M, Lq, P, 2)
+    weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L, P).unbind(3)  # L x (N*M, 1, Lq, P)
     out = value.new_zeros(N * M, D, Lq)
-    for lvl, ((h, w), start) in enumerate(zip(shapes, starts)):
+    for (h, w), v, grid, weight in zip(shapes, levels, grids, weights):
         # (N, H*W, M, D) -> (N*M, D, H, W): all heads of the level in one grid_sample call.
-        v = value[:, start:start + h * w].permute(0, 2, 3, 1).reshape(N * M, D, h, w)
-        sampled = F.grid_sample(v, grids[:, :, lvl], mode="bilinear", padding_mode="zeros",
-                                align_corners=False)  # (N*M, D, Lq, P)
+        v = v.permute(0, 2, 3, 1).reshape(N * M, D, h, w)
+        sampled = F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (N*M, D, Lq, P)
         # Accumulating per level keeps peak memory at one level's samples, not all L.
-        out = out + (sampled * weights[:, :, :, lvl]).sum(-1)
+        out = out + (sampled * weight).sum(-1)
     return out.view(N, M * D, Lq).transpose(1, 2).contiguous()
 
 
