@@ -80,6 +80,7 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
     # Frames of similar size share a chunk (little padding); pairs are put back in frame order.
     frames = frames[np.lexsort((n_b[frames], n_a[frames]))]
     out = [Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
+    padded_a, padded_b = (np.concatenate([boxes, np.zeros((1, 4))]) for boxes in (boxes_a, boxes_b))
     lo = 0
     while lo < len(frames):
         count = max(1, _MAX_PAIRS_PER_CHUNK // int(n_a[frames[lo]] * n_b[frames[lo]]))
@@ -88,8 +89,8 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
         while len(chunk) > 1 and len(chunk) * n_a[chunk].max() * n_b[chunk].max() > 2 * _MAX_PAIRS_PER_CHUNK:
             chunk = chunk[:len(chunk) // 2]
         lo += len(chunk)
-        rows_a, grid_a = _padded(starts_a[chunk], n_a[chunk], boxes_a)
-        rows_b, grid_b = _padded(starts_b[chunk], n_b[chunk], boxes_b)
+        rows_a, grid_a = _padded(starts_a[chunk], n_a[chunk], padded_a)
+        rows_b, grid_b = _padded(starts_b[chunk], n_b[chunk], padded_b)
         value = measure(grid_a[:, :, None, :], grid_b[:, None, :, :])
         f, a, b = np.nonzero(value > 0)
         out.append(Pairs(rows_a[f, a], rows_b[f, b], value[f, a, b]))
@@ -106,10 +107,8 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
 
 
 def _padded(starts: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers (frames, max count) and boxes (frames, max count, 4) padded with empty boxes."""
+    """Row numbers (frames, max count) and boxes (frames, max count, 4); `boxes` ends with one
+    extra all-zero box that fills the padding (no area: it overlaps nothing)."""
     slot = np.arange(counts.max())
     rows = starts[:, None] + slot
-    valid = slot < counts[:, None]
-    grid = np.zeros(rows.shape + (4,))
-    grid[valid] = boxes[rows[valid]]
-    return rows, grid
+    return rows, boxes[np.where(slot < counts[:, None], rows, len(boxes) - 1)]
