@@ -141,3 +141,24 @@ def test_eval_does_not_import_torch(case):
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+
+
+def test_bdd_json_errors_name_the_file(tmp_path, capsys):
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    label = {"id": "3", "category": "car", "box2d": {"x1": 1.0, "y1": 2.0, "x2": 30.0, "y2": 40.0}}
+    frames = [{"index": k, "labels": [label]} for k in range(3)]
+    (gt_dir / "v.json").write_text(json.dumps(frames))
+    (pred_dir / "v.json").write_text(json.dumps(frames[:2]))
+    code, _, err = run_cli(capsys, "--gt", gt_dir, "--pred", pred_dir, "--benchmark", "bdd100k")
+    assert code == 1 and f"{pred_dir / 'v.json'}: 2 frames, the ground truth has 3" in err
+    frames[1]["labels"] = [dict(label, category="spaceship")]
+    (pred_dir / "v.json").write_text(json.dumps(frames))
+    code, _, err = run_cli(capsys, "--gt", gt_dir, "--pred", pred_dir, "--benchmark", "bdd100k")
+    assert code == 1 and f"{pred_dir / 'v.json'}: frame 2:" in err and "category" in err
+    frames[1]["labels"] = [label]
+    (pred_dir / "v.json").write_text(json.dumps(frames))
+    code, out, _ = run_cli(capsys, "--gt", gt_dir, "--pred", pred_dir, "--benchmark", "bdd100k")
+    assert code == 0 and out.splitlines()[0].split()[0] == "class"
+    assert "car" in out and "cls_comb_cls_av" in out

@@ -1,6 +1,8 @@
 """trackformers.evaluate against TrackEval itself on generated cases: every field within 1e-6."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -94,8 +96,23 @@ def test_exact_duplicates_and_degenerate_boxes(tmp_path):
 
 def test_bdd100k_classes_and_crowd_regions(tmp_path):
     errors = Errors(classes=(1, 2, 3, 4, 4, 5, 6, 7, 8, 9, 10, 11), zero_marked=0.15, fp=1.5)
-    ours, _ = compare(tmp_path, generated(21, errors, n_seqs=2, frames=60, tracks=24), "bdd100k", pred_class=True)
+    ours, ref = compare(tmp_path, generated(21, errors, n_seqs=2, frames=60, tracks=24), "bdd100k", pred_class=True)
     assert {"cls_comb_cls_av", "cls_comb_det_av", "HUMAN", "VEHICLE", "BIKE"} <= set(ours["COMBINED"])
+    # BDD100K's own JSON layout gives the same numbers, in TrackEval's spelling ("index",
+    # "Crowd") and in the official export's ("frameIndex", "crowd").
+    json_gt, json_pred = tmp_path / "json" / "gt", tmp_path / "json" / "trackers" / "pred"
+    assert evaluate(json_gt, json_pred, benchmark="bdd100k") == ours
+    for folder in (json_gt, json_pred):
+        for path in folder.glob("*.json"):
+            frames = json.loads(path.read_text())
+            for frame in frames:
+                frame["frameIndex"] = frame.pop("index")
+                for label in frame["labels"]:
+                    if "attributes" in label:
+                        label["attributes"] = {"crowd": label["attributes"]["Crowd"]}
+            path.write_text(json.dumps(frames[::-1]))
+    assert evaluate(json_gt, json_pred, benchmark="bdd100k") == ours
+    assert not differences(ours, ref)[0]
 
 
 def test_frames_missing_one_side(tmp_path):

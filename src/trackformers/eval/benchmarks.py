@@ -21,14 +21,15 @@ import numpy as np
 
 from trackformers.eval.matching import match_frames
 from trackformers.eval.sequence import SeqData, _fail
-from trackformers.eval.similarity import EPS, Pairs, frame_offsets, ioa, overlapping_pairs, xywh_to_corners
+from trackformers.eval.similarity import EPS, Pairs, frame_offsets, ioa, overlapping_pairs
 
 BENCHMARKS = ("mot17", "mot20", "dancetrack", "sportsmot", "bdd100k", "generic")
 MOT_DISTRACTORS = {"mot17": (2, 7, 8, 12), "mot20": (2, 6, 7, 8, 12)}
 MOT_CLASSES = range(1, 14)
-BDD_CLASSES = {"pedestrian": 1, "rider": 2, "car": 4, "bus": 5, "truck": 6, "train": 7, "motorcycle": 10,
-               "bicycle": 11}
+BDD_CATEGORIES = {1: "pedestrian", 2: "rider", 3: "other person", 4: "car", 5: "bus", 6: "truck", 7: "train",
+                  8: "trailer", 9: "other vehicle", 10: "motorcycle", 11: "bicycle"}  # TrackEval's ids
 BDD_IGNORE_CLASSES = (3, 8, 9)
+BDD_CLASSES = {name: k for k, name in BDD_CATEGORIES.items() if k not in BDD_IGNORE_CLASSES}  # evaluated
 BDD_SUPER_CATEGORIES = {"HUMAN": ("pedestrian", "rider"), "VEHICLE": ("car", "truck", "bus", "train"),
                         "BIKE": ("motorcycle", "bicycle")}
 MATCH_THRESHOLD = 0.5
@@ -52,7 +53,7 @@ def _sequence(num_frames: int, gt: np.ndarray, pr: np.ndarray) -> SeqData:
     """SeqData over all given (frame-sorted) rows, with their overlapping pairs."""
     gt_frame, pr_frame = gt[:, 0].astype(np.int64) - 1, pr[:, 0].astype(np.int64) - 1
     gt_start, pr_start = frame_offsets(gt_frame, num_frames), frame_offsets(pr_frame, num_frames)
-    pairs = overlapping_pairs(gt_start, xywh_to_corners(gt[:, 2:6]), pr_start, xywh_to_corners(pr[:, 2:6]))
+    pairs = overlapping_pairs(gt_start, gt[:, 2:6], pr_start, pr[:, 2:6])
     return SeqData.build(num_frames, gt_frame, gt[:, 1].astype(np.int64), pr_frame, pr[:, 1].astype(np.int64), pairs)
 
 
@@ -68,7 +69,8 @@ def _preprocessing_matches(seq: SeqData, frames: np.ndarray) -> Pairs:
 def prepare(benchmark: str, num_frames: int, gt: np.ndarray, pr: np.ndarray, gt_path: str,
             pr_path: str) -> dict[str, SeqData]:
     """Per evaluated class, the sequence after the benchmark's preprocessing. `gt`/`pr` are
-    frame-sorted rows from `read_rows`; paths name errors."""
+    frame-sorted rows as `read_rows` gives them but with corner boxes (x0, y0, x1, y1) in
+    columns 2:6; paths name errors."""
     if benchmark == "bdd100k":
         return _prepare_bdd(num_frames, gt, pr, gt_path, pr_path)
     if benchmark != "generic":
@@ -95,8 +97,8 @@ def _prepare_bdd(num_frames: int, gt: np.ndarray, pr: np.ndarray, gt_path: str, 
     regions, gt = gt[ignore], gt[~ignore]
     # Predictions more than half inside any ignore region (intersection over their own area).
     pr_frame, reg_frame = pr[:, 0].astype(np.int64) - 1, regions[:, 0].astype(np.int64) - 1
-    inside = overlapping_pairs(frame_offsets(pr_frame, num_frames), xywh_to_corners(pr[:, 2:6]),
-                               frame_offsets(reg_frame, num_frames), xywh_to_corners(regions[:, 2:6]), ioa)
+    inside = overlapping_pairs(frame_offsets(pr_frame, num_frames), pr[:, 2:6],
+                               frame_offsets(reg_frame, num_frames), regions[:, 2:6], ioa)
     in_crowd = np.zeros(len(pr), bool)
     in_crowd[inside.i[inside.value > 0.5 + EPS]] = True
     seq = _sequence(num_frames, gt, pr)

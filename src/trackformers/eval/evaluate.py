@@ -1,8 +1,11 @@
 """`trackformers.evaluate`: HOTA, CLEAR, Identity and Count for a folder of result files.
 
 Layout (TrackEval's MOTChallenge one): `GT_ROOT/<seq>/gt/gt.txt`, `GT_ROOT/<seq>/seqinfo.ini`
-and `PRED_ROOT/<seq>.txt`. Numbers are TrackEval's (same definitions, thresholds, tie-breaking
-and combination rules); see `benchmarks` for each benchmark's preprocessing.
+and `PRED_ROOT/<seq>.txt`. For bdd100k either that layout with BDD class ids in the class
+column (see `benchmarks`) or BDD100K's own JSON, `GT_ROOT/<video>.json` and
+`PRED_ROOT/<video>.json` (see `bdd_json`). Numbers are TrackEval's (same definitions,
+thresholds, tie-breaking and combination rules); see `benchmarks` for each benchmark's
+preprocessing.
 
 Result: `{seq: metrics, ..., "COMBINED": metrics}`; for bdd100k every entry is
 `{class: metrics}` and COMBINED also holds TrackEval's class combinations: `cls_comb_cls_av`
@@ -20,40 +23,65 @@ import numpy as np
 
 from trackformers.data.mot import read_seqinfo, read_seqmap
 from trackformers.eval import benchmarks, clear, count, hota, identity
+from trackformers.eval.bdd_json import read_bdd_json
 from trackformers.eval.sequence import read_rows
+from trackformers.eval.similarity import xywh_to_corners
 
 METRICS = {"HOTA": hota, "CLEAR": clear, "Identity": identity, "Count": count}
 
 
-def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None = None) -> list[str]:
-    """Sequence names: the seqmap's, else every sub-folder of gt_root with gt/gt.txt (sorted)."""
+def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None = None,
+                   json_layout: bool = False) -> list[str]:
+    """Sequence names: the seqmap's, else every sub-folder of gt_root with gt/gt.txt (with
+    `json_layout`: every <seq>.json), sorted."""
     gt_root = Path(gt_root)
     if not gt_root.is_dir():
         raise FileNotFoundError(f"ground-truth folder not found: {gt_root}")
+    expected = (lambda name: gt_root / f"{name}.json") if json_layout else (lambda name: gt_root / name / "gt" / "gt.txt")
     if seqmap is not None:
         names = read_seqmap(seqmap)
         for name in names:
-            if not (gt_root / name / "gt" / "gt.txt").is_file():
-                raise FileNotFoundError(f"{seqmap}: sequence {name!r} has no {gt_root / name / 'gt' / 'gt.txt'}")
+            if not expected(name).is_file():
+                raise FileNotFoundError(f"{seqmap}: sequence {name!r} has no {expected(name)}")
+    elif json_layout:
+        names = [p.stem for p in gt_root.glob("*.json")]
     else:
-        names = [p.name for p in gt_root.iterdir() if (p / "gt" / "gt.txt").is_file()]
+        names = [p.name for p in gt_root.iterdir() if expected(p.name).is_file()]
     if not names:
-        raise FileNotFoundError(f"no sequences in {gt_root} (expected <seq>/gt/gt.txt)")
+        raise FileNotFoundError(f"no sequences in {gt_root} (expected {expected('<seq>').relative_to(gt_root)})")
     return sorted(names)
 
 
-def evaluate_sequence(gt_root: Path, pred_root: Path, name: str, benchmark: str, allow_missing: bool) -> dict:
-    """{class: {metric: TrackEval-style fields}} for one sequence."""
-    num_frames = read_seqinfo(gt_root / name / "seqinfo.ini")["seqLength"]
-    gt_path, pr_path = str(gt_root / name / "gt" / "gt.txt"), str(pred_root / f"{name}.txt")
-    gt, _ = read_rows(gt_path, num_frames, columns=8)
-    if os.path.isfile(pr_path):
-        pr, _ = read_rows(pr_path, num_frames, columns=6)
-    elif allow_missing:
-        pr = np.zeros((0, 9))
-    else:
+def _is_json_layout(gt_root: Path) -> bool:
+    """BDD100K's own layout: one <video>.json per sequence, no <seq>/gt/gt.txt folders."""
+    return gt_root.is_dir() and any(gt_root.glob("*.json")) and not any(gt_root.glob("*/gt/gt.txt"))
+
+
+def _read_sequence(gt_root: Path, pred_root: Path, name: str, json_layout: bool,
+                   allow_missing: bool) -> tuple[int, np.ndarray, np.ndarray, str, str]:
+    """(frames, gt rows, predicted rows, gt path, prediction path); boxes as corners."""
+    suffix = ".json" if json_layout else ".txt"
+    pr_path = str(pred_root / f"{name}{suffix}")
+    if not os.path.isfile(pr_path) and not allow_missing:
         raise FileNotFoundError(f"no prediction file for sequence {name}: {pr_path} "
                                 "(--allow-missing counts it as empty)")
+    if json_layout:
+        gt_path = str(gt_root / f"{name}.json")
+        gt, num_frames = read_bdd_json(gt_path)
+        pr = read_bdd_json(pr_path, num_frames)[0] if os.path.isfile(pr_path) else np.zeros((0, 9))
+        return num_frames, gt, pr, gt_path, pr_path
+    num_frames = read_seqinfo(gt_root / name / "seqinfo.ini")["seqLength"]
+    gt_path = str(gt_root / name / "gt" / "gt.txt")
+    gt = read_rows(gt_path, num_frames, columns=8)[0]
+    pr = read_rows(pr_path, num_frames, columns=6)[0] if os.path.isfile(pr_path) else np.zeros((0, 9))
+    gt[:, 2:6], pr[:, 2:6] = xywh_to_corners(gt[:, 2:6]), xywh_to_corners(pr[:, 2:6])
+    return num_frames, gt, pr, gt_path, pr_path
+
+
+def evaluate_sequence(gt_root: Path, pred_root: Path, name: str, benchmark: str, allow_missing: bool,
+                      json_layout: bool = False) -> dict:
+    """{class: {metric: TrackEval-style fields}} for one sequence."""
+    num_frames, gt, pr, gt_path, pr_path = _read_sequence(gt_root, pred_root, name, json_layout, allow_missing)
     per_class = benchmarks.prepare(benchmark, num_frames, gt, pr, gt_path, pr_path)
     return {cls: {m: module.evaluate(seq) for m, module in METRICS.items()} for cls, seq in per_class.items()}
 
@@ -70,8 +98,9 @@ def evaluate(gt_root: str | os.PathLike, pred_root: str | os.PathLike, benchmark
     gt_root, pred_root = Path(gt_root), Path(pred_root)
     if not pred_root.is_dir():
         raise FileNotFoundError(f"prediction folder not found: {pred_root}")
-    names = find_sequences(gt_root, seqmap)
-    raw = {name: evaluate_sequence(gt_root, pred_root, name, benchmark, allow_missing) for name in names}
+    json_layout = benchmark == "bdd100k" and _is_json_layout(gt_root)
+    names = find_sequences(gt_root, seqmap, json_layout)
+    raw = {name: evaluate_sequence(gt_root, pred_root, name, benchmark, allow_missing, json_layout) for name in names}
     classes = benchmarks.classes(benchmark)
     combined = {c: {m: module.combine([raw[s][c][m] for s in names]) for m, module in METRICS.items()}
                 for c in classes}

@@ -56,15 +56,23 @@ def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.
     if (np.diff(rows[:, 0]) < 0).any():  # result files are usually written frame by frame
         order = np.argsort(rows[:, 0], kind="stable")
         rows = rows[order]
+    dup = duplicate(rows)
+    if dup is not None:
+        first, second = sorted(order[list(dup)])
+        _fail(path, int(second), f"id {int(rows[dup[0], 1])} appears twice in frame {int(rows[dup[0], 0])} "
+                                 f"(first at line {_line_number(path, int(first))})")
+    return rows, order
+
+
+def duplicate(rows: np.ndarray) -> tuple[int, int] | None:
+    """Two rows with the same (frame, id), or None."""
     key = rows[:, 0].astype(np.int64) * (int(rows[:, 1].max(initial=0)) + 1) + rows[:, 1].astype(np.int64)
     sorted_key = np.sort(key)
-    if (sorted_key[1:] == sorted_key[:-1]).any():
-        by_key = np.argsort(key, kind="stable")
-        d = int(np.flatnonzero(key[by_key][1:] == key[by_key][:-1])[0])
-        first, second = sorted(order[by_key[d:d + 2]])
-        _fail(path, int(second), f"id {int(rows[by_key[d], 1])} appears twice in frame "
-                                 f"{int(rows[by_key[d], 0])} (first at line {_line_number(path, int(first))})")
-    return rows, order
+    if not (sorted_key[1:] == sorted_key[:-1]).any():
+        return None
+    by_key = np.argsort(key, kind="stable")
+    d = int(np.flatnonzero(key[by_key][1:] == key[by_key][:-1])[0])
+    return int(by_key[d]), int(by_key[d + 1])
 
 
 @dataclass

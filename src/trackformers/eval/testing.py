@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from trackformers.data.mot import write_seqinfo, write_seqmap
+from trackformers.eval.benchmarks import BDD_CATEGORIES
 
-# BDD100K class ids of the MOT-style layout (TrackEval's BDD100K numbering).
-BDD_CLASS_NAMES = {1: "pedestrian", 2: "rider", 3: "other person", 4: "car", 5: "bus", 6: "truck",
-                   7: "train", 8: "trailer", 9: "other vehicle", 10: "motorcycle", 11: "bicycle"}
 
 
 @dataclass
@@ -147,7 +145,7 @@ def write_bdd_json(gt_root: Path, pred_root: Path, out: Path) -> tuple[Path, Pat
                 labels = []
                 for r in rows[rows[:, 0] == t]:
                     x, y, w, h = (float(v) for v in r[2:6])
-                    label = {"id": str(int(r[1])), "category": BDD_CLASS_NAMES[int(r[7])],
+                    label = {"id": str(int(r[1])), "category": BDD_CATEGORIES[int(r[7])],
                              "box2d": {"x1": x, "y1": y, "x2": x + w, "y2": y + h}}
                     if is_gt:
                         label["attributes"] = {"Crowd": bool(int(r[6]) == 0)}
