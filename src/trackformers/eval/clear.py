@@ -35,14 +35,14 @@ def _match(seq: SeqData, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> np.nd
     pair_start = np.searchsorted(seq.gt_frame[i], np.arange(seq.num_frames + 1))
     prev_match = np.full(seq.num_gt_ids, -1)
     for k, f in enumerate(conflicts.frames.tolist()):
-        lo, hi = pair_start[prev_active[f]], pair_start[prev_active[f] + 1]
-        prev_g = gid[lo:hi][matched[lo:hi]] if prev_active[f] >= 0 else gid[:0]
-        prev_match[prev_g] = pid[lo:hi][matched[lo:hi]] if prev_active[f] >= 0 else pid[:0]
+        p = prev_active[f]
+        before = slice(pair_start[p], pair_start[p + 1]) if p >= 0 else slice(0, 0)
+        prev_g = gid[before][matched[before]]
+        prev_match[prev_g] = pid[before][matched[before]]
         # Continuing the previous frame's match is worth 1000 (TrackEval: 1000 * continued + IoU).
         now = np.arange(conflicts.pair_lo[k], conflicts.pair_hi[k])
         cont = now[prev_match[gid[now]] == pid[now]]
-        places = conflicts.place[np.searchsorted(conflicts.pairs, cont)]
-        buf[places] = -(1000 + sim[cont])
+        buf[conflicts.place[np.searchsorted(conflicts.pairs, cont)]] = -(1000 + sim[cont])
         matched[now] = False
         matched[conflicts.matched_pairs(buf, conflicts.solve(buf, k), EPS)] = True
         prev_match[prev_g] = -1

@@ -40,6 +40,11 @@ def _group(code: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     return inverse, len(uniq)
 
 
+def _above_each_alpha(hist: np.ndarray) -> np.ndarray:
+    """hist[..., level] (level 0..len(ALPHAS)) -> for each alpha a, the total over levels > a."""
+    return hist[..., ::-1].cumsum(-1)[..., ::-1][..., 1:]
+
+
 def evaluate(seq: SeqData) -> dict:
     """HOTA fields of one sequence (TrackEval's names; arrays over ALPHAS)."""
     if len(seq.pr_id) == 0 or len(seq.gt_id) == 0:
@@ -58,12 +63,11 @@ def evaluate(seq: SeqData) -> dict:
     # Alpha thresholds are nested: a match counts for the first `levels` alphas.
     m_sim, m_group = sim[matched], group[matched]
     levels = np.searchsorted(ALPHAS - EPS, m_sim, side="right")
-    at_least = lambda hist: hist[..., ::-1].cumsum(-1)[..., ::-1][..., 1:]  # noqa: E731  count of level > a
-    tp = at_least(np.bincount(levels, minlength=len(ALPHAS) + 1)).astype(float)
-    loc = at_least(np.bincount(levels, m_sim, minlength=len(ALPHAS) + 1))
+    tp = _above_each_alpha(np.bincount(levels, minlength=len(ALPHAS) + 1)).astype(float)
+    loc = _above_each_alpha(np.bincount(levels, m_sim, minlength=len(ALPHAS) + 1))
     # Association: matches per (gt id, predicted id) at each alpha.
     pair_ids, first, pair_of_match = np.unique(m_group, return_index=True, return_inverse=True)
-    counts = at_least(np.bincount(pair_of_match * (len(ALPHAS) + 1) + levels,
+    counts = _above_each_alpha(np.bincount(pair_of_match * (len(ALPHAS) + 1) + levels,
                                   minlength=len(pair_ids) * (len(ALPHAS) + 1)).reshape(len(pair_ids), len(ALPHAS) + 1))
     gt_n = gt_count[gid[matched][first]][:, None]
     pr_n = pr_count[pid[matched][first]][:, None]
