@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -142,3 +143,22 @@ def test_overlaps_exactly_at_thresholds(tmp_path):
     rows = lambda *parts: np.concatenate(parts)[np.argsort(np.concatenate([p[:, 0] for p in parts]), kind="stable")]  # noqa: E731
     ours, _ = compare(tmp_path, {"edges": (rows(gt, second), rows(pred, second_pred), 19)}, "generic")
     assert ours["COMBINED"]["IDTP"] == 10 + 10  # frames 10..19 of the first track, 10 even frames of the second
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("EVAL_SWEEP", 12))))
+def test_random_configurations(tmp_path, seed):
+    """Seeded sweep: random error rates, crowding, benchmark and sequence shapes."""
+    rng = np.random.default_rng(1000 + seed)
+    benchmark = ["dancetrack", "sportsmot", "mot17", "mot20", "generic"][seed % 5]
+    errors = Errors(miss=rng.uniform(0, 0.4), jitter=rng.uniform(0, 0.3), fp=rng.uniform(0, 3),
+                    switch=rng.uniform(0, 0.05), new_id=rng.uniform(0, 0.05), gap=rng.uniform(0, 0.05),
+                    duplicate=rng.uniform(0, 0.3),
+                    distractor=rng.uniform(0, 0.3) if benchmark.startswith("mot") else 0.0,
+                    zero_marked=rng.uniform(0, 0.2),
+                    classes=(1, 1, 6) if benchmark == "mot20" else (1,))
+    size = [(1280, 720), (500, 300)][seed % 2]
+    seqs = {f"s{k}": (*make_sequence(rng, int(rng.integers(2, 90)), int(rng.integers(1, 25)), errors, size=size), 0)
+            for k in range(int(rng.integers(1, 4)))}
+    seqs = {name: (gt, pred, int(max(gt[:, 0].max(initial=1), pred[:, 0].max(initial=1))))
+            for name, (gt, pred, _) in seqs.items()}
+    compare(tmp_path, seqs, benchmark)
