@@ -72,3 +72,21 @@ def test_inference_ids_are_never_reused():
         assert len(state) == model.cfg.detector.num_queries
         seen.append(state.ids.tolist())
     assert seen == [list(range(0, 10)), list(range(10, 20)), list(range(20, 30))]
+
+
+def test_deformable_detr_variant_trains_and_tracks():
+    """use_dab=false: Deformable DETR queries (positional half + content), 2-d points in the
+    detection-only layer, the updater's learned positional half."""
+    torch.manual_seed(0)
+    model = MeMOTR(from_dict(MeMOTR.Config, {**TINY, "use_dab": False, "update_thresh": 0.0})).train()
+    out = model.training_loss([synthetic_clip(2)])
+    out["loss"].backward()
+    grads = [p.grad for n, p in model.named_parameters() if "linear_pos1" in n or "reference_points" in n]
+    assert len(grads) == 4 and all(g is not None and g.abs().sum() > 0 for g in grads)
+    model.eval()
+    state = model.new_state()
+    assert state.queries.shape[1] == 2 * 32
+    model.cfg.det_score_thresh = 0.0  # every detect query is born
+    for image, _ in synthetic_clip(2):
+        result, state = model.track(image, state)
+    assert len(state) == 20 and state.ids.tolist() == list(range(20))
