@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from test_engine_fakes import TinyConfig, TinyTracker, tiny_train_config
 from trackformers import checkpoint, cli, evaluate
@@ -66,3 +67,12 @@ def test_train_export_makes_a_loadable_model(tmp_path, monkeypatch):
     tracker = registry.load_tracker("tiny-synth")
     for k, v in trained.state_dict().items():
         assert tracker.model.state_dict()[k].equal(v)
+    # float16 storage: half the bytes, loaded back into float32 parameters as the rounded values.
+    half = export_model(tmp_path / "run" / "last", str(tmp_path / "half"), dtype="float16")
+    from safetensors.torch import load_file
+    assert {v.dtype for v in load_file(str(half.with_suffix(".safetensors"))).values()} == {torch.float16}
+    model, meta = registry.load_model_file(half)
+    assert meta["provenance"]["weights_dtype"] == "float16" and meta["provenance"]["step"] == 2
+    for k, v in trained.state_dict().items():
+        got = model.state_dict()[k]
+        assert got.dtype == torch.float32 and got.equal(v.half().float())

@@ -383,15 +383,25 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
     return model
 
 
-def export_model(stem: str | Path, name: str, limit_mb: float = 20.0) -> Path:
-    """Copy a trained model into the package as built-in `name` (or to a path, when `name` has a '/')."""
+def export_model(stem: str | Path, name: str, dtype: str = "float32", limit_mb: float = 20.0) -> Path:
+    """Copy a trained model into the package as built-in `name` (or to a path, when `name` has a '/').
+
+    dtype="float16" halves the file: floating-point weights are stored rounded to float16 and
+    loading casts them back into the model's float32 parameters.
+    """
     state, meta = checkpoint.load_model(stem)
+    if dtype not in ("float32", "float16"):
+        raise config.ConfigError(f"--export-dtype must be float32 or float16, got {dtype!r}")
+    if dtype == "float16":
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     target = Path(name) if ("/" in name or "\\" in name) else WEIGHTS_DIR / name
-    saved = checkpoint.save_model(target, state, meta["config"], exported_from=str(stem), **meta["provenance"])
-    size_mb = saved.with_suffix(".safetensors").stat().st_size / 2**20
-    print(f"exported {stem} -> {saved}.safetensors ({size_mb:.1f} MB)")
+    saved = checkpoint.save_model(target, state, meta["config"], **{**meta["provenance"], "exported_from": str(stem),
+                                                                   "weights_dtype": dtype})
+    size_mb = saved.with_suffix(".safetensors").stat().st_size / 1e6
+    print(f"exported {stem} -> {saved}.safetensors ({size_mb:.1f} MB, {dtype})")
     if target.parent == WEIGHTS_DIR and size_mb > limit_mb:
-        print(f"warning: {size_mb:.1f} MB is above the {limit_mb:.0f} MB limit for built-in models")
+        print(f"warning: {size_mb:.1f} MB is above the {limit_mb:.0f} MB limit for built-in models"
+              + (" (--export-dtype float16 halves it)" if dtype == "float32" else ""))
     if target.parent == WEIGHTS_DIR and name not in BUILTIN:
         print(f"note: add {name!r} to trackformers.trackers.registry.BUILTIN to load it by name")
     return saved
@@ -408,6 +418,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from OUT/last if it exists (or from the given checkpoint stem)")
     parser.add_argument("--export", default=None, metavar="NAME",
                         help="after training, copy the final model to the built-in weights as NAME (or to a path)")
+    parser.add_argument("--export-dtype", default="float32", choices=["float32", "float16"],
+                        help="storage type of the exported weights (float16: half the size)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -416,5 +428,5 @@ def run(args: argparse.Namespace) -> int:
     method_name(cfg)
     train(cfg, resume=args.resume)
     if args.export and int(os.environ.get("RANK", "0")) == 0:
-        export_model(Path(cfg.out) / "last", args.export)
+        export_model(Path(cfg.out) / "last", args.export, args.export_dtype)
     return 0
