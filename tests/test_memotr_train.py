@@ -90,3 +90,15 @@ def test_deformable_detr_variant_trains_and_tracks():
     for image, _ in synthetic_clip(2):
         result, state = model.track(image, state)
     assert len(state) == 20 and state.ids.tolist() == list(range(20))
+
+
+def test_gradient_checkpointing_changes_nothing():
+    """Recomputing the encoder and decoder in backward gives the same loss and gradients."""
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = MeMOTR(from_dict(MeMOTR.Config, {**TINY, "grad_checkpointing": checkpointing})).train()
+        out = model.training_loss([synthetic_clip(3)])
+        out["loss"].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
