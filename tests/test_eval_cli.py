@@ -103,6 +103,7 @@ def _one_sequence(tmp_path, pred_text, gt_text="1,1,10,10,20,40,1,1,1\n2,1,12,10
     ("1,1.5,10,10,20,40,1,-1,-1,-1\n", 1, "id 1.5 is not an integer"),
     ("1,-3,10,10,20,40,1,-1,-1,-1\n", 1, "negative id"),
     ("1,1,10,10,20,40,1,2,-1,-1\n", 1, "class 2 in a prediction"),
+    ("3,1,10,10,20,40,1,1,-1,-1\n\n1,1,10,10,20,40,1,2,-1,-1\n", 3, "class 2 in a prediction"),  # sorted first
 ])
 def test_bad_rows_name_file_and_line(tmp_path, capsys, pred_text, line, words):
     gt_root, pred_root = _one_sequence(tmp_path, pred_text)

@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from trackformers.eval.benchmarks import BDD_CATEGORIES
-from trackformers.eval.sequence import duplicate
+from trackformers.eval.sequence import Locate, duplicate
 
 CLASS_IDS = {name: k for k, name in BDD_CATEGORIES.items()}
 
@@ -55,3 +55,8 @@ def read_bdd_json(path: str, num_frames: int | None = None) -> tuple[np.ndarray,
     if dup is not None:
         raise ValueError(f"{path}: frame {int(out[dup[0], 0])}: id {int(out[dup[0], 1])} appears twice")
     return out, len(frames)
+
+
+def frame_locator(path: str, rows: np.ndarray) -> Locate:
+    """Locate rows of `read_bdd_json` by file and frame (JSON has no meaningful lines)."""
+    return lambda row: f"{path}: frame {int(rows[row, 0])}"

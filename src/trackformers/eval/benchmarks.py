@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from trackformers.eval.matching import match_frames
-from trackformers.eval.sequence import SeqData, _fail
+from trackformers.eval.sequence import Locate, SeqData
 from trackformers.eval.similarity import EPS, Pairs, frame_offsets, ioa, overlapping_pairs
 
 BENCHMARKS = ("mot17", "mot20", "dancetrack", "sportsmot", "bdd100k", "generic")
@@ -43,10 +43,10 @@ def _zero_marked(conf: np.ndarray) -> np.ndarray:
     return np.trunc(conf) == 0  # TrackEval reads the conf column of gt files as int
 
 
-def _check_classes(path: str, cls: np.ndarray, bad: np.ndarray, what: str) -> None:
+def _check_classes(locate: Locate, cls: np.ndarray, bad: np.ndarray, what: str) -> None:
     if bad.any():
         r = int(np.argmax(bad))
-        _fail(path, r, f"class {cls[r]:g} {what}")
+        raise ValueError(f"{locate(r)}: class {cls[r]:g} {what}")
 
 
 def _sequence(num_frames: int, gt: np.ndarray, pr: np.ndarray) -> SeqData:
@@ -66,20 +66,20 @@ def _preprocessing_matches(seq: SeqData, frames: np.ndarray) -> Pairs:
     return cand.select(hit)
 
 
-def prepare(benchmark: str, num_frames: int, gt: np.ndarray, pr: np.ndarray, gt_path: str,
-            pr_path: str) -> dict[str, SeqData]:
+def prepare(benchmark: str, num_frames: int, gt: np.ndarray, pr: np.ndarray, locate_gt: Locate,
+            locate_pr: Locate) -> dict[str, SeqData]:
     """Per evaluated class, the sequence after the benchmark's preprocessing. `gt`/`pr` are
     frame-sorted rows as `read_rows` gives them but with corner boxes (x0, y0, x1, y1) in
-    columns 2:6; paths name errors."""
+    columns 2:6; `locate_*` name the file and line of a row in errors."""
     if benchmark == "bdd100k":
-        return _prepare_bdd(num_frames, gt, pr, gt_path, pr_path)
+        return _prepare_bdd(num_frames, gt, pr, locate_gt, locate_pr)
     if benchmark != "generic":
-        _check_classes(pr_path, pr[:, 7], pr[:, 7] > 1, f"in a prediction: {benchmark} evaluates pedestrians "
+        _check_classes(locate_pr, pr[:, 7], pr[:, 7] > 1, f"in a prediction: {benchmark} evaluates pedestrians "
                                                         "only (class 1, or -1 for unlabelled)")
     keep_gt = ~_zero_marked(gt[:, 6])
     if benchmark not in MOT_DISTRACTORS:
         return {"pedestrian": _sequence(num_frames, gt[keep_gt], pr)}
-    _check_classes(gt_path, gt[:, 7], ~np.isin(gt[:, 7], MOT_CLASSES), "is not a MOTChallenge class (1..13)")
+    _check_classes(locate_gt, gt[:, 7], ~np.isin(gt[:, 7], MOT_CLASSES), "is not a MOTChallenge class (1..13)")
     seq = _sequence(num_frames, gt, pr)
     distractor = np.isin(gt[:, 7], MOT_DISTRACTORS[benchmark])
     near = distractor[seq.pairs.i] & (seq.pairs.value >= MATCH_THRESHOLD - EPS)
@@ -89,10 +89,11 @@ def prepare(benchmark: str, num_frames: int, gt: np.ndarray, pr: np.ndarray, gt_
     return {"pedestrian": seq.subset(keep_gt & (gt[:, 7] == 1), keep_pr)}
 
 
-def _prepare_bdd(num_frames: int, gt: np.ndarray, pr: np.ndarray, gt_path: str, pr_path: str) -> dict[str, SeqData]:
+def _prepare_bdd(num_frames: int, gt: np.ndarray, pr: np.ndarray, locate_gt: Locate,
+                 locate_pr: Locate) -> dict[str, SeqData]:
     valid = list(BDD_CLASSES.values()) + list(BDD_IGNORE_CLASSES)
-    _check_classes(gt_path, gt[:, 7], ~np.isin(gt[:, 7], valid), "is not a BDD100K class (1..11)")
-    _check_classes(pr_path, pr[:, 7], ~np.isin(pr[:, 7], valid), "is not a BDD100K class (1..11)")
+    _check_classes(locate_gt, gt[:, 7], ~np.isin(gt[:, 7], valid), "is not a BDD100K class (1..11)")
+    _check_classes(locate_pr, pr[:, 7], ~np.isin(pr[:, 7], valid), "is not a BDD100K class (1..11)")
     ignore = np.isin(gt[:, 7], BDD_IGNORE_CLASSES) | _zero_marked(gt[:, 6])
     regions, gt = gt[ignore], gt[~ignore]
     # Predictions more than half inside any ignore region (intersection over their own area).

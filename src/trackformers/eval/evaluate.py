@@ -23,8 +23,8 @@ import numpy as np
 
 from trackformers.data.mot import read_seqinfo, read_seqmap
 from trackformers.eval import benchmarks, clear, count, hota, identity
-from trackformers.eval.bdd_json import read_bdd_json
-from trackformers.eval.sequence import read_rows
+from trackformers.eval.bdd_json import frame_locator, read_bdd_json
+from trackformers.eval.sequence import Locate, line_locator, read_rows
 from trackformers.eval.similarity import xywh_to_corners
 
 METRICS = {"HOTA": hota, "CLEAR": clear, "Identity": identity, "Count": count}
@@ -58,31 +58,33 @@ def _is_json_layout(gt_root: Path) -> bool:
 
 
 def _read_sequence(gt_root: Path, pred_root: Path, name: str, json_layout: bool,
-                   allow_missing: bool) -> tuple[int, np.ndarray, np.ndarray, str, str]:
-    """(frames, gt rows, predicted rows, gt path, prediction path); boxes as corners."""
+                   allow_missing: bool) -> tuple[int, np.ndarray, np.ndarray, Locate, Locate]:
+    """(frames, gt rows, predicted rows, where a gt row is, where a predicted row is); boxes as
+    corners, rows sorted by frame."""
     suffix = ".json" if json_layout else ".txt"
     pr_path = str(pred_root / f"{name}{suffix}")
-    if not os.path.isfile(pr_path) and not allow_missing:
+    has_pred = os.path.isfile(pr_path)
+    if not has_pred and not allow_missing:
         raise FileNotFoundError(f"no prediction file for sequence {name}: {pr_path} "
                                 "(--allow-missing counts it as empty)")
     if json_layout:
         gt_path = str(gt_root / f"{name}.json")
         gt, num_frames = read_bdd_json(gt_path)
-        pr = read_bdd_json(pr_path, num_frames)[0] if os.path.isfile(pr_path) else np.zeros((0, 9))
-        return num_frames, gt, pr, gt_path, pr_path
+        pr = read_bdd_json(pr_path, num_frames)[0] if has_pred else np.zeros((0, 9))
+        return num_frames, gt, pr, frame_locator(gt_path, gt), frame_locator(pr_path, pr)
     num_frames = read_seqinfo(gt_root / name / "seqinfo.ini")["seqLength"]
     gt_path = str(gt_root / name / "gt" / "gt.txt")
-    gt = read_rows(gt_path, num_frames, columns=8)[0]
-    pr = read_rows(pr_path, num_frames, columns=6)[0] if os.path.isfile(pr_path) else np.zeros((0, 9))
+    gt, gt_order = read_rows(gt_path, num_frames, columns=8)
+    pr, pr_order = read_rows(pr_path, num_frames, columns=6) if has_pred else (np.zeros((0, 9)), np.zeros(0, int))
     gt[:, 2:6], pr[:, 2:6] = xywh_to_corners(gt[:, 2:6]), xywh_to_corners(pr[:, 2:6])
-    return num_frames, gt, pr, gt_path, pr_path
+    return num_frames, gt, pr, line_locator(gt_path, gt_order), line_locator(pr_path, pr_order)
 
 
 def evaluate_sequence(gt_root: Path, pred_root: Path, name: str, benchmark: str, allow_missing: bool,
                       json_layout: bool = False) -> dict:
     """{class: {metric: TrackEval-style fields}} for one sequence."""
-    num_frames, gt, pr, gt_path, pr_path = _read_sequence(gt_root, pred_root, name, json_layout, allow_missing)
-    per_class = benchmarks.prepare(benchmark, num_frames, gt, pr, gt_path, pr_path)
+    num_frames, gt, pr, locate_gt, locate_pr = _read_sequence(gt_root, pred_root, name, json_layout, allow_missing)
+    per_class = benchmarks.prepare(benchmark, num_frames, gt, pr, locate_gt, locate_pr)
     return {cls: {m: module.evaluate(seq) for m, module in METRICS.items()} for cls, seq in per_class.items()}
 
 

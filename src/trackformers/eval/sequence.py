@@ -9,6 +9,7 @@ nothing (IoU 0), so they count as misses (ground truth) or false positives (pred
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +30,14 @@ def _line_number(path: str, row: int) -> int:
 
 def _fail(path: str, row: int, message: str) -> None:
     raise ValueError(f"{path}:{_line_number(path, row)}: {message}")
+
+
+Locate = Callable[[int], str]  # a row of the frame-sorted array -> where it is written ("file:line")
+
+
+def line_locator(path: str, order: np.ndarray) -> Locate:
+    """Locate rows that `read_rows` sorted (`order`: their rows in the file) by file and line."""
+    return lambda row: f"{path}:{_line_number(path, int(order[row]))}"
 
 
 def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
