@@ -9,6 +9,7 @@ tracker's integer state, the QIM's next queries, the reported tracks and the res
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,12 @@ def run(model_file, fixture_dir, reference, tmp_path_factory):
     return records, txt
 
 
+def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.detach().double() - b.double()).abs().max().item() if b.numel() else 0.0
+
+
 def _close(ours: torch.Tensor, ref: torch.Tensor, atol: float, what: str) -> None:
-    diff = (ours.detach().double() - ref.double()).abs().max().item() if ref.numel() else 0.0
+    diff = _maxdiff(ours, ref)
     assert ours.shape == ref.shape and diff <= atol, f"{what}: max |diff| {diff:.3g} > {atol} (shapes {ours.shape} {ref.shape})"
 
 
@@ -116,6 +121,11 @@ def test_preprocessing_matches_the_official_resize(run, reference):
 
 def test_decoder_outputs_match_every_layer(run, reference):
     _, ref = reference
+    # the measured margins, shown with `pytest -s`
+    print(json.dumps({"max_abs_diff_per_frame": [
+        {"logits": _maxdiff(r["out"].logits, f["all_layers_logits"]),
+         "boxes": _maxdiff(r["out"].boxes, f["all_layers_boxes"]),
+         "hs_last": _maxdiff(r["out"].rows.embeds, f["hs_last"])} for r, f in zip(run[0], ref)]}))
     for t, (rec, f) in enumerate(zip(run[0], ref)):
         out = rec["out"]
         assert len(out.rows) == f["n_queries_in"]
@@ -170,7 +180,9 @@ def test_reported_tracks_match_ids_and_pixel_boxes(run, reference):
         assert res["labels"].tolist() == f["dt_instances"]["labels"].tolist()
         _close(res["scores"], f["dt_instances"]["scores"], 2e-4, f"frame {t} scores")
         _close(res["boxes"], box_xyxy_to_cxcywh(want["boxes_xyxy"] / scale), 1e-4, f"frame {t} normalised boxes")
-        _close(box_cxcywh_to_xyxy(res["boxes"].double()) * scale, want["boxes_xyxy"], 1e-2, f"frame {t} pixel boxes")
+        pixels = box_cxcywh_to_xyxy(res["boxes"].double()) * scale
+        print(json.dumps({"frame": t, "pixel_box_max_abs_diff": _maxdiff(pixels, want["boxes_xyxy"])}))
+        _close(pixels, want["boxes_xyxy"], 1e-2, f"frame {t} pixel boxes")
 
 
 @pytest.mark.skipif(not CLI_TRACK, reason="`trackformers track` (engine/track.py, data/sources.py) not installed")

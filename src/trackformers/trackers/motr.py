@@ -150,6 +150,8 @@ class MOTR(QueryTracker):
             bbox_embed=self.detector.bbox_embed if d.with_box_refine else None)
         logits, boxes = self.detector.predict(hs, ref, inter)
         logits, boxes = logits[:, 0], boxes[:, 0]
+        # The score the runtime thresholds compare: the best class (the original takes class 0
+        # at inference, the same thing for its single-class models).
         rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0],
                             scores=logits[-1].detach().sigmoid().max(-1).values)
         return FrameOutput(rows, logits, boxes)
