@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from trackformers import checkpoint, config
+from trackformers.data.clips import collate
 from trackformers.engine import distributed as du
 from trackformers.engine.train_state import (load_training_checkpoint, rng_state, save_training_checkpoint,
                                              set_rng_state)
@@ -41,7 +42,7 @@ from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR, build_tracker, 
 class OptimConfig:
     lr: float = 2e-4
     lr_backbone_mult: float = 0.1          # parameters whose name contains one of lr_backbone_names
-    lr_backbone_names: list[str] = field(default_factory=lambda: ["backbone.0"])
+    lr_backbone_names: list[str] = field(default_factory=lambda: ["backbone"])
     lr_linear_proj_mult: float = 0.1       # Deformable DETR's sampling offsets / reference points
     lr_linear_proj_names: list[str] = field(default_factory=lambda: ["reference_points", "sampling_offsets"])
     weight_decay: float = 1e-4
@@ -161,11 +162,6 @@ class SeededClips(Dataset):
             torch.set_rng_state(saved[2])
 
 
-def as_list(batch: list) -> list:
-    """Collate: a batch is the list of its clips (trackers take a list of clips)."""
-    return batch
-
-
 def epoch_batches(dataset: Dataset, cfg: TrainConfig, epoch: int, info: du.DistInfo) -> list[list[int]]:
     """This rank's batches of dataset indices for `epoch` (same order whenever it is asked)."""
     sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
@@ -267,6 +263,25 @@ def model_config(cfg: TrainConfig) -> dict:
     return model
 
 
+def to_device(clips: list, device: torch.device) -> list:
+    """Move every image and target tensor of a batch of clips to `device`."""
+    return [[(image.to(device), {k: v.to(device) if torch.is_tensor(v) else v for k, v in target.items()})
+             for image, target in clip] for clip in clips]
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, clips: list, autocast,
+               clip_max_norm: float) -> tuple[dict, torch.Tensor | None]:
+    """One optimizer step on a batch of clips: (the loss dict, the gradient norm before clipping)."""
+    with autocast:
+        losses = net(clips)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = nn.utils.clip_grad_norm_(params, clip_max_norm) if clip_max_norm > 0 else None
+    optimizer.step()
+    return losses, grad_norm
+
+
 def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
     """Run training (saving OUT/last); returns the trained tracker. `resume`: True for OUT/last, or a stem."""
     out = Path(cfg.out)
@@ -338,26 +353,17 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
             batches = batches[:cfg.max_steps - step]
         # The loader's own generator keeps it from drawing on the training RNG stream (which a
         # resumed run restores mid-epoch, after the uninterrupted run made its loader).
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=as_list, num_workers=cfg.data.num_workers,
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=cfg.data.num_workers,
                             generator=torch.Generator().manual_seed(cfg.seed + epoch))
         bar = tqdm(loader, desc=f"epoch {epoch}", initial=step_in_epoch, total=len(all_batches),
                    disable=not info.is_main, dynamic_ncols=True)
         t0, done = time.perf_counter(), 0
         for clips in bar:
-            clips = [[(img.to(device), {k: v.to(device) if torch.is_tensor(v) else v for k, v in tgt.items()})
-                      for img, tgt in clip] for clip in clips]
-            with autocast:
-                losses = net(clips)
-            loss = losses["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_max_norm)
-                         if cfg.optim.clip_max_norm > 0 else None)
-            optimizer.step()
+            losses, grad_norm = train_step(net, optimizer, to_device(clips, device), autocast, cfg.optim.clip_max_norm)
             step, step_in_epoch, done = step + 1, step_in_epoch + 1, done + 1
 
             if step % cfg.log_interval == 0 or step == 1:
-                value = loss.item()
+                value = losses["loss"].item()
                 if not math.isfinite(value):
                     raise ValueError(f"loss is {value} at step {step} (epoch {epoch}); lower optim.lr or check the data")
                 record = {"step": step, "epoch": epoch, "lr": cfg.optim.lr * lr_factor(cfg.optim, epoch),
