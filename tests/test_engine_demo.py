@@ -55,6 +55,11 @@ def test_bench_reports_metrics_and_fps_per_preset_and_model(tmp_path, tiny_model
     assert row["frames"] == 4 and row["fps"] > 0
     report["simple"]["other"] = dict(row, HOTA=row["HOTA"] / 2)
     assert ratios(report, tiny_model)["simple"]["other"]["HOTA"] == 0.5
+    # A training config stands for its (untrained) architecture: speed before weights exist.
+    yaml_cfg = tmp_path / "tiny.yaml"
+    yaml_cfg.write_text("model: {method: 'test_engine_fakes:TinyTracker', hidden: 4}\n")
+    report = run_benchmark([str(yaml_cfg)], ["simple"], seqs=1, frames=3, size=(96, 64), seed=5, device="cpu")
+    assert report["simple"][str(yaml_cfg)]["frames"] == 3 and report["simple"][str(yaml_cfg)]["fps"] > 0
 
 
 def test_train_export_makes_a_loadable_model(tmp_path, monkeypatch):

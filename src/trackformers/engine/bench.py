@@ -23,14 +23,26 @@ METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 HELDOUT_SEED = 90_000  # training sets use small seeds; benchmark sets start here
 
 
+def load_for_bench(name: str, overrides: list[str] | None, device: torch.device):
+    """A model file or built-in name; or a training config (.yaml): its model, untrained (seed 0),
+    for speed figures of an architecture before any weights exist."""
+    from trackformers.trackers.registry import build_tracker, load_model_file
+    if name.endswith((".yaml", ".yml")):
+        from trackformers.config import load
+        from trackformers.engine.train import TrainConfig
+        torch.manual_seed(0)
+        return build_tracker(load(TrainConfig, name).model, overrides).to(device).eval()
+    return load_model_file(name, overrides, device)[0]
+
+
 def benchmark_model(model_name: str, split_dir: Path, out_dir: Path, device: torch.device,
                     overrides: list[str] | None = None) -> dict:
     """Track every sequence of `split_dir` with one model; score it against the split's gt."""
     from trackformers import evaluate
     from trackformers.engine.track import track_source
-    from trackformers.trackers.registry import StreamingTracker, load_model_file
+    from trackformers.trackers.registry import StreamingTracker
 
-    model, _ = load_model_file(model_name, overrides, device)
+    model = load_for_bench(model_name, overrides, device)
     tracker = StreamingTracker(model, device, name=model_name)
     sequences = track_source(tracker, str(split_dir), out_dir, progress=False)
     frames = sum(s["frames"] for s in sequences.values())
@@ -68,7 +80,7 @@ def _safe(name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=["motr-synth", "iou-baseline-synth"],
-                        help="built-in model names or model files")
+                        help="built-in model names, model files, or training configs (.yaml: untrained, for speed)")
     parser.add_argument("--presets", nargs="+", default=["simple", "dance"], help="synthetic presets")
     parser.add_argument("--seqs", type=int, default=4, help="sequences per preset")
     parser.add_argument("--frames", type=int, default=100, help="frames per sequence")
