@@ -27,7 +27,6 @@ def _match(seq: SeqData, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> np.nd
     conflicts = ConflictMatrices(i, j, seq.gt_frame, seq.pr_frame, seq.gt_start, seq.pr_start)
     if len(conflicts.frames) == 0:
         return matched
-    buf = conflicts.buffer(sim)
     # TrackEval skips frames missing either side: "previous frame" means previous active frame.
     active = np.flatnonzero((np.diff(seq.gt_start) > 0) & (np.diff(seq.pr_start) > 0))
     prev_active = np.full(seq.num_frames, -1)
@@ -40,11 +39,9 @@ def _match(seq: SeqData, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> np.nd
         prev_g = gid[before][matched[before]]
         prev_match[prev_g] = pid[before][matched[before]]
         # Continuing the previous frame's match is worth 1000 (TrackEval: 1000 * continued + IoU).
-        now = np.arange(conflicts.pair_lo[k], conflicts.pair_hi[k])
-        cont = now[prev_match[gid[now]] == pid[now]]
-        buf[conflicts.place[np.searchsorted(conflicts.pairs, cont)]] = -(1000 + sim[cont])
-        matched[now] = False
-        matched[conflicts.matched_pairs(buf, conflicts.solve(buf, k), EPS)] = True
+        now = slice(conflicts.pair_lo[k], conflicts.pair_hi[k])
+        score = 1000 * (prev_match[gid[now]] == pid[now]) + sim[now]
+        matched[now] = conflicts.solve(k, score, EPS)
         prev_match[prev_g] = -1
     return matched
 

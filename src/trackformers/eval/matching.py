@@ -20,12 +20,16 @@ def conflict_frames(i: np.ndarray, j: np.ndarray, frame_i: np.ndarray, frame_j: 
     return np.union1d(frame_i[busy_i], frame_j[busy_j])
 
 
+_MAX_BUFFER = 1 << 20  # cells of dense matrices built at once (bounded memory on crowded frames)
+
+
 class ConflictMatrices:
-    """The dense score matrices of all conflict frames in one buffer, filled by one scatter.
+    """The dense score matrices of the conflict frames, built by scatters into flat buffers.
 
     Built from candidate pairs (i, j) sorted by frame; rows and columns are frame-sorted with
     frame offsets `starts_*`. Matrices hold the negated scores (TrackEval minimises -score),
-    with -0.0 for non-candidates exactly as `-score_mat` has.
+    with -0.0 for non-candidates exactly as `-score_mat` has. Cells are numbered across all
+    conflict frames: matrix k occupies cells offset[k] .. offset[k+1]-1, row-major.
     """
 
     def __init__(self, i: np.ndarray, j: np.ndarray, frame_i: np.ndarray, frame_j: np.ndarray,
@@ -37,41 +41,56 @@ class ConflictMatrices:
         self.offset = np.concatenate([[0], np.cumsum(self.n_i * self.n_j)])
         self.pair_lo = np.searchsorted(pair_frame, self.frames)
         self.pair_hi = np.searchsorted(pair_frame, self.frames, side="right")
-        # Pairs of conflict frames and their place in the buffer.
+        # Pairs of conflict frames (matrix k's are pairs[first[k]:first[k+1]]) and their cells.
         counts = self.pair_hi - self.pair_lo
+        self.first = np.concatenate([[0], np.cumsum(counts)])
         k = np.repeat(np.arange(len(self.frames)), counts)
-        self.pairs = np.arange(counts.sum()) + np.repeat(self.pair_lo - (np.cumsum(counts) - counts), counts)
+        self.pairs = np.arange(self.first[-1]) + np.repeat(self.pair_lo - self.first[:-1], counts)
         rows = i[self.pairs] - starts_i[self.frames][k]
         cols = j[self.pairs] - starts_j[self.frames][k]
-        self.place = self.offset[k] + rows * self.n_j[k] + cols  # ascending
+        self.cell = self.offset[k] + rows * self.n_j[k] + cols  # ascending
         self._shapes = list(zip(self.offset[:-1].tolist(), self.n_i.tolist(), self.n_j.tolist()))
 
-    def buffer(self, score: np.ndarray) -> np.ndarray:
-        """All matrices, flat: -score at the candidates, -0.0 elsewhere."""
-        buf = np.full(self.offset[-1], -0.0)
-        buf[self.place] = -score[self.pairs]
+    def _fill(self, k0: int, k1: int, score: np.ndarray) -> np.ndarray:
+        """Flat buffer of matrices k0..k1-1 (starting at cell offset[k0])."""
+        buf = np.full(self.offset[k1] - self.offset[k0], -0.0)
+        lo, hi = self.first[k0], self.first[k1]
+        buf[self.cell[lo:hi] - self.offset[k0]] = -score[self.pairs[lo:hi]]
         return buf
 
-    def solve(self, buf: np.ndarray, k: int) -> np.ndarray:
-        """Hungarian solution of matrix k of `buf`: buffer positions of its assigned cells."""
+    def solve(self, k: int, frame_score: np.ndarray, min_score: float) -> np.ndarray:
+        """Hungarian matching of matrix k filled with `frame_score` (the scores of its pairs,
+        pairs pair_lo[k]..pair_hi[k]-1); returns which of them are matched above min_score."""
         off, n_i, n_j = self._shapes[k]
-        rows, cols = linear_sum_assignment(buf[off:off + n_i * n_j].reshape(n_i, n_j))
-        return off + rows * n_j + cols
+        local = self.cell[self.first[k]:self.first[k + 1]] - off
+        dense = np.full(n_i * n_j, -0.0)
+        dense[local] = -frame_score
+        rows, cols = linear_sum_assignment(dense.reshape(n_i, n_j))
+        hit = rows * n_j + cols
+        matched = np.zeros(len(local), bool)
+        matched[np.searchsorted(local, hit[-dense[hit] > min_score])] = True
+        return matched
 
-    def solve_all(self, buf: np.ndarray) -> np.ndarray:
-        """Hungarian solutions of every matrix (independent frames): assigned buffer positions."""
-        rows, cols = [], []
-        for off, n_i, n_j in self._shapes:
-            r, c = linear_sum_assignment(buf[off:off + n_i * n_j].reshape(n_i, n_j))
-            rows.append(r)
-            cols.append(c)
-        k = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
-        return self.offset[k] + np.concatenate(rows) * self.n_j[k] + np.concatenate(cols)
+    def solve_all(self, score: np.ndarray) -> np.ndarray:
+        """Hungarian solutions of every matrix (independent frames): their assigned cells."""
+        cells = []
+        k0 = 0
+        while k0 < len(self.frames):
+            k1 = max(k0 + 1, int(np.searchsorted(self.offset, self.offset[k0] + _MAX_BUFFER, side="right")) - 1)
+            buf = self._fill(k0, k1, score)
+            base = self.offset[k0]
+            for off, n_i, n_j in self._shapes[k0:k1]:
+                rows, cols = linear_sum_assignment(buf[off - base:off - base + n_i * n_j].reshape(n_i, n_j))
+                cells.append(off + rows * n_j + cols)
+            k0 = k1
+        return np.concatenate(cells)
 
-    def matched_pairs(self, buf: np.ndarray, cells: np.ndarray, min_score: float) -> np.ndarray:
-        """Pair indices of assigned cells whose score exceeds min_score (those are candidates)."""
-        cells = cells[-buf[cells] > min_score]
-        return self.pairs[np.searchsorted(self.place, cells)]
+    def matched_pairs(self, cells: np.ndarray, score: np.ndarray, min_score: float) -> np.ndarray:
+        """Pair indices of the assigned cells that hold a candidate scoring above min_score."""
+        at = np.searchsorted(self.cell, cells).clip(max=len(self.cell) - 1)
+        found = self.cell[at] == cells
+        pairs = self.pairs[at[found]]
+        return pairs[score[pairs] > min_score]
 
 
 def match_frames(i: np.ndarray, j: np.ndarray, score: np.ndarray, frame_i: np.ndarray, frame_j: np.ndarray,
@@ -85,8 +104,6 @@ def match_frames(i: np.ndarray, j: np.ndarray, score: np.ndarray, frame_i: np.nd
     conflicts = ConflictMatrices(i, j, frame_i, frame_j, starts_i, starts_j)
     if len(conflicts.frames) == 0:
         return matched
-    buf = conflicts.buffer(score)
-    cells = conflicts.solve_all(buf)
     matched[conflicts.pairs] = False
-    matched[conflicts.matched_pairs(buf, cells, min_score)] = True
+    matched[conflicts.matched_pairs(conflicts.solve_all(score), score, min_score)] = True
     return matched
