@@ -48,7 +48,10 @@ def method_class(method: str) -> type[nn.Module]:
     module_name, sep, class_name = target.partition(":")
     if not sep:
         raise ConfigError(f"unknown method {method!r} (known: {', '.join(METHODS)}, or 'package.module:Class')")
-    return getattr(importlib.import_module(module_name), class_name)
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"method {method!r}: cannot import {target} ({e})") from None
 
 
 def build_tracker(config: dict, overrides: dict | list[str] | None = None) -> nn.Module:
