@@ -18,7 +18,6 @@ from trackformers.data.mot import write_seqinfo, write_seqmap
 from trackformers.eval.benchmarks import BDD_CATEGORIES
 
 
-
 @dataclass
 class Errors:
     """Probabilities of the tracking errors a synthetic prediction contains."""
@@ -30,9 +29,8 @@ class Errors:
     gap: float = 0.005          # per track and frame: a gap of 1-10 frames starts
     duplicate: float = 0.02     # per box: a second, slightly moved box with another id
     distractor: float = 0.0     # per gt track: class is a MOT distractor (2, 7, 8 or 12)
-    zero_marked: float = 0.0    # per gt track: conf column 0 (ignored)
+    zero_marked: float = 0.0    # per gt track: conf column 0 (MOT: ignored; bdd100k: a crowd box)
     classes: tuple[int, ...] = (1,)  # gt classes drawn per track (multi-class cases)
-    crowd: float = 0.0          # per frame: a crowd/ignore region (BDD-like cases)
 
 
 def make_sequence(rng: np.random.Generator, num_frames: int, num_tracks: int, errors: Errors,
@@ -42,7 +40,7 @@ def make_sequence(rng: np.random.Generator, num_frames: int, num_tracks: int, er
     gt = []
     for tid in range(1, num_tracks + 1):
         start = int(rng.integers(1, num_frames + 1))
-        end = int(min(num_frames, start + rng.integers(1, num_frames)))
+        end = int(min(num_frames, start + rng.integers(1, max(num_frames, 2))))
         frames = np.arange(start, end + 1)
         w0, h0 = rng.uniform(20, 120), rng.uniform(40, 240)
         xy = np.array([rng.uniform(0, width - w0), rng.uniform(0, height - h0)])
