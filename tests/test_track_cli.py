@@ -13,12 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from test_engine_fakes import TinyConfig, TinyTracker, scripted_tracks
 from trackformers import checkpoint, cli
 from trackformers.config import to_dict
 from trackformers.data.mot import read_mot, write_mot, write_seqinfo
 from trackformers.trackers.registry import load_tracker
+from trackformers.trackers.results import FrameTracks
 from trackformers.viz import write_video
 
 W, H = 64, 48
@@ -154,3 +156,9 @@ def test_streaming_api(tiny_model):
         np.testing.assert_allclose(tracks.boxes, xyxy, atol=1e-5)
     tracker.reset()
     assert tracker.step(images[0]).frame == 1 and len(tracker.step(images[1])) == 2
+    tracker.reset()
+    as_tensor = tracker.step(torch.from_numpy(images[0]))  # a HxWx3 uint8 tensor works the same
+    assert as_tensor.frame == 1 and as_tensor.to_mot_lines() == FrameTracks(
+        1, boxes=[[0.16 * W, 0.2 * H, 0.26 * W, 0.4 * H]], scores=[0.9], labels=[0], ids=[1]).to_mot_lines()
+    with pytest.raises(ValueError, match="RGB uint8"):
+        tracker.step(images[0].astype(np.float32))
