@@ -55,10 +55,11 @@ def main() -> None:
                 trackeval_times.append(time.perf_counter() - start)
     bad, checked = differences(ours, ref)
     ours_s, trackeval_s = min(times), min(trackeval_times)
+    total_frames = args.seqs * args.frames
     print(json.dumps({
         "case": {"benchmark": args.benchmark, "sequences": args.seqs, "frames": args.frames,
-                 "gt_boxes_per_frame": round(sum(len(g) for g, _, _ in seqs.values()) / (args.seqs * args.frames), 1),
-                 "predicted_boxes_per_frame": round(sum(len(p) for _, p, _ in seqs.values()) / (args.seqs * args.frames), 1)},
+                 "gt_boxes_per_frame": round(sum(len(g) for g, _, _ in seqs.values()) / total_frames, 1),
+                 "predicted_boxes_per_frame": round(sum(len(p) for _, p, _ in seqs.values()) / total_frames, 1)},
         "trackformers_s": round(ours_s, 3), "trackformers_runs_s": [round(t, 3) for t in times],
         "trackeval_s": round(trackeval_s, 3), "trackeval_runs_s": [round(t, 3) for t in trackeval_times],
         "speedup": round(trackeval_s / ours_s, 1),

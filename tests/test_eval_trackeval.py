@@ -140,8 +140,11 @@ def test_overlaps_exactly_at_thresholds(tmp_path):
     second_pred = second.copy()
     second_pred[:, 1] = np.where(frames % 2 == 0, 8, 9)
     second_pred[:, 5] = 5.0  # IoU exactly 0.5 in every frame
-    rows = lambda *parts: np.concatenate(parts)[np.argsort(np.concatenate([p[:, 0] for p in parts]), kind="stable")]  # noqa: E731
-    ours, _ = compare(tmp_path, {"edges": (rows(gt, second), rows(pred, second_pred), 19)}, "generic")
+    def by_frame(*parts):
+        rows = np.concatenate(parts)
+        return rows[np.argsort(rows[:, 0], kind="stable")]
+
+    ours, _ = compare(tmp_path, {"edges": (by_frame(gt, second), by_frame(pred, second_pred), 19)}, "generic")
     assert ours["COMBINED"]["IDTP"] == 10 + 10  # frames 10..19 of the first track, 10 even frames of the second
 
 

@@ -36,7 +36,8 @@ def _parse_slow(path: str, text: str) -> np.ndarray:
             continue
         parts = _split_line(line)
         if len(parts) < 6:
-            raise ValueError(f"{path}:{lineno}: expected at least 6 values (frame,id,x,y,w,h), got {len(parts)}: {line.strip()!r}")
+            raise ValueError(f"{path}:{lineno}: expected at least 6 values (frame,id,x,y,w,h), "
+                             f"got {len(parts)}: {line.strip()!r}")
         try:
             values = [float(p) for p in parts[:9]]
         except ValueError:

@@ -37,7 +37,9 @@ def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None 
     gt_root = Path(gt_root)
     if not gt_root.is_dir():
         raise FileNotFoundError(f"ground-truth folder not found: {gt_root}")
-    expected = (lambda name: gt_root / f"{name}.json") if json_layout else (lambda name: gt_root / name / "gt" / "gt.txt")
+    def expected(name: str) -> Path:
+        return gt_root / f"{name}.json" if json_layout else gt_root / name / "gt" / "gt.txt"
+
     if seqmap is not None:
         names = read_seqmap(seqmap)
         for name in names:
@@ -49,7 +51,7 @@ def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None 
         names = [p.name for p in gt_root.iterdir() if expected(p.name).is_file()]
     if not names:
         raise FileNotFoundError(f"no sequences in {gt_root} (expected {expected('<seq>').relative_to(gt_root)})")
-    return sorted(names)
+    return sorted(set(names))
 
 
 def _is_json_layout(gt_root: Path) -> bool:
