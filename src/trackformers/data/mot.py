@@ -156,7 +156,7 @@ def parse_mot(text: str | bytes, path: str = "<string>") -> np.ndarray:
     """
     data = text.encode() if isinstance(text, str) else text
     arr = _parse_chunks(data)
-    return _parse_slow(path, data.decode()) if arr is None else arr
+    return _parse_slow(path, data.decode(errors="replace")) if arr is None else arr
 
 
 def read_mot(path: str | os.PathLike) -> np.ndarray:

@@ -19,7 +19,7 @@ from trackformers.eval.similarity import Pairs, frame_offsets
 
 def _line_number(path: str, row: int) -> int:
     """1-based line of the row-th non-blank line (the rows `read_mot` returns, in order)."""
-    with open(path) as f:
+    with open(path, errors="replace") as f:
         seen = -1
         for lineno, line in enumerate(f, 1):
             seen += bool(line.strip())
