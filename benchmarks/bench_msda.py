@@ -4,9 +4,11 @@ Prints JSON. Shapes are Deformable DETR R50's for an 800x1333 image: 4 levels (1
 50x84, 25x42, 13x21; S = 22223 tokens), 8 heads of 32 channels, 4 points, batch 1, for the
 decoder cross-attention (300 queries) and the encoder self-attention (every token a query).
 The reference, written here, is the textbook formulation: one grid_sample per level, the
-samples of all levels stacked, weighted and summed. Each (implementation, case, pass) runs in
-its own process so that peak memory is that run's alone: the CUDA allocator's peak on a GPU,
-the growth of the process's peak RSS over its inputs on CPU. Ratios are ours / reference.
+samples of all levels stacked, weighted and summed. Times alternate the two implementations
+run by run in one process (both see the same machine load; median and best of --reps). Peak
+memory is measured for one run per (implementation, case, pass) in a fresh process: the CUDA
+allocator's peak on a GPU, the growth of the process's peak RSS over its inputs on CPU.
+Ratios are ours / reference (median time, peak memory).
 CPU runs use one thread unless OMP_NUM_THREADS says otherwise (on a shared machine, more
 threads mostly measure waiting for each other).
 
@@ -15,7 +17,7 @@ threads mostly measure waiting for each other).
 import argparse
 import json
 import os
-import resource
+import ctypes
 import subprocess
 import sys
 import time
@@ -68,38 +70,80 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def worker(impl: str, case: str, mode: str, device: str, reps: int) -> dict:
-    """Time `reps` runs (after one warm-up) and measure the peak memory of one run."""
-    fn = IMPLS[impl]
-    value, shapes, starts, loc, attn = make_inputs(case, device)
+def run_once(fn, inputs, grad: bool):
+    value, shapes, starts, loc, attn = inputs
+    out = fn(value, shapes, starts, loc, attn)
+    if grad:
+        out.backward(torch.ones_like(out))
+        for t in (value, loc, attn):
+            t.grad = None
+
+
+def prepare(case: str, mode: str, device: str):
+    inputs = make_inputs(case, device)
     grad = mode == "forward_backward"
-    for t in (value, loc, attn):
+    for t in (inputs[0], inputs[3], inputs[4]):
         t.requires_grad_(grad)
+    return inputs, grad
 
-    def once():
-        out = fn(value, shapes, starts, loc, attn)
-        if grad:
-            out.backward(torch.ones_like(out))
-            for t in (value, loc, attn):
-                t.grad = None
-        return out
 
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+class PeakMemory:
+    """Peak memory (MB) used inside a `with` block beyond what was in use when it started:
+    the CUDA allocator's peak, or on CPU (Linux) the resident-set high-water mark, reset at
+    entry after handing freed heap memory back to the OS (so earlier temporaries do not hide
+    the block's own peak)."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __enter__(self):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+            self.base = _status_kb("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.mb = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.mb = (_status_kb("VmHWM") * 1024 - self.base) / 2**20
+
+
+def peak_memory(impl: str, case: str, mode: str, device: str) -> float:
+    """Peak memory (MB) of one run beyond its inputs; called in a fresh process per run."""
+    inputs, grad = prepare(case, mode, device)
+    with torch.set_grad_enabled(grad), PeakMemory(device) as peak:
+        run_once(IMPLS[impl], inputs, grad)
+    return peak.mb
+
+
+def timings(case: str, mode: str, device: str, reps: int) -> dict:
+    """Median and best time (ms) of each implementation, alternating them run by run so that
+    both see the same machine load."""
+    inputs, grad = prepare(case, mode, device)
+    times = {impl: [] for impl in IMPLS}
     with torch.set_grad_enabled(grad):
-        once()  # warm-up, and the memory measurement
-        sync(device)
-        peak = (torch.cuda.max_memory_allocated() - base if device == "cuda"
-                else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) * 1024)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            once()
-            sync(device)
-            times.append(time.perf_counter() - t0)
-    return {"median_ms": 1000 * sorted(times)[len(times) // 2], "peak_mb": peak / 2**20}
+        for rep in range(reps + 1):
+            for impl, fn in IMPLS.items():
+                sync(device)
+                t0 = time.perf_counter()
+                run_once(fn, inputs, grad)
+                sync(device)
+                if rep:  # the first round is warm-up
+                    times[impl].append(1000 * (time.perf_counter() - t0))
+    return {impl: {"median_ms": sorted(t)[len(t) // 2], "min_ms": min(t)} for impl, t in times.items()}
 
 
 def max_difference(case: str, device: str) -> dict:
@@ -120,10 +164,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--cases", default="decoder,encoder")
-    parser.add_argument("--worker", nargs=3, metavar=("IMPL", "CASE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", nargs=3, metavar=("IMPL", "CASE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.device, args.reps)))
+    if args.memory_worker:
+        print(json.dumps(peak_memory(*args.memory_worker, args.device)))
         return
     report = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "levels": SHAPES, "heads": HEADS, "head_dim": DIM, "points": POINTS, "cases": {}}
@@ -132,12 +176,11 @@ def main() -> None:
     for case in args.cases.split(","):
         entry = {"queries": 300 if case == "decoder" else sum(h * w for h, w in SHAPES)}
         for mode in ("forward", "forward_backward"):
-            runs = {}
+            runs = timings(case, mode, args.device, args.reps)
             for impl in IMPLS:
-                cmd = [sys.executable, __file__, "--device", args.device, "--reps", str(args.reps),
-                       "--worker", impl, case, mode]
-                runs[impl] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
-                                                       env=dict(os.environ)).stdout)
+                cmd = [sys.executable, __file__, "--device", args.device, "--memory-worker", impl, case, mode]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                runs[impl]["peak_mb"] = json.loads(out)
             runs["time_ratio"] = runs["ours"]["median_ms"] / runs["reference"]["median_ms"]
             runs["memory_ratio"] = runs["ours"]["peak_mb"] / max(runs["reference"]["peak_mb"], 1e-9)
             entry[mode] = runs

@@ -90,12 +90,13 @@ def test_module_init_is_official_ring():
     assert attn.sampling_offsets.weight.abs().sum() == 0 and attn.attention_weights.weight.abs().sum() == 0
 
 
-@pytest.mark.parametrize("ref_dim", [2, 4])
-def test_module_sampling_locations(ref_dim):
-    """The module's location rule, checked by recomputing it by hand and calling the core."""
+@pytest.mark.parametrize("ref_dim,hw_normalizer", [(2, False), (4, False), (2, True)])
+def test_module_sampling_locations(ref_dim, hw_normalizer):
+    """The module's location rule, checked by recomputing it by hand and calling the core.
+    hw_normalizer: TrackFormer's pre-fix rule (x offsets divided by H, y by W)."""
     torch.manual_seed(0)
     d, M, L, P = 8, 2, 2, 2
-    attn = MSDeformAttn(d_model=d, n_levels=L, n_heads=M, n_points=P).double()
+    attn = MSDeformAttn(d_model=d, n_levels=L, n_heads=M, n_points=P, offset_normalizer_hw=hw_normalizer).double()
     for p in attn.parameters():
         torch.nn.init.normal_(p, std=0.3)
     shapes = torch.tensor([[4, 6], [2, 3]])
@@ -115,8 +116,9 @@ def test_module_sampling_locations(ref_dim):
         for p in range(P):
             r = ref[:, :, None, lvl]
             if ref_dim == 2:
-                loc[:, :, :, lvl, p, 0] = r[..., 0] + off[:, :, :, lvl, p, 0] / wd
-                loc[:, :, :, lvl, p, 1] = r[..., 1] + off[:, :, :, lvl, p, 1] / h
+                nx, ny = (h, wd) if hw_normalizer else (wd, h)
+                loc[:, :, :, lvl, p, 0] = r[..., 0] + off[:, :, :, lvl, p, 0] / nx
+                loc[:, :, :, lvl, p, 1] = r[..., 1] + off[:, :, :, lvl, p, 1] / ny
             else:
                 loc[:, :, :, lvl, p] = r[..., :2] + off[:, :, :, lvl, p] / P * r[..., 2:] * 0.5
     expected = attn.output_proj(naive_ms_deform_attn(v, shapes.tolist(), starts.tolist(), loc, w))
