@@ -1,8 +1,9 @@
 """Evaluate MOT result files exactly as TrackEval does (HOTA, CLEAR, Identity, Count).
 
-Layout: GT_ROOT/<seq>/gt/gt.txt, GT_ROOT/<seq>/seqinfo.ini and PRED_ROOT/<seq>.txt. Prints a
-table; --json writes every field (TrackEval's names, fractions, per-alpha HOTA arrays);
---plot draws HOTA/DetA/AssA against alpha and per sequence. Imports no torch.
+Layout: GT_ROOT/<seq>/gt/gt.txt, GT_ROOT/<seq>/seqinfo.ini and PRED_ROOT/<seq>.txt (bdd100k
+also reads BDD100K's per-video JSON). Prints a table; --json writes every field (TrackEval's
+names, fractions, per-alpha HOTA arrays); --plot draws HOTA/DetA/AssA against alpha and per
+sequence. Imports no torch.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from trackformers.eval.evaluate import evaluate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gt", required=True, metavar="GT_ROOT", help="folder of <seq>/gt/gt.txt + seqinfo.ini")
-    parser.add_argument("--pred", required=True, metavar="PRED_ROOT", help="folder of <seq>.txt result files")
+    parser.add_argument("--gt", required=True, metavar="GT_ROOT",
+                        help="folder of <seq>/gt/gt.txt + <seq>/seqinfo.ini (bdd100k also: <video>.json files)")
+    parser.add_argument("--pred", required=True, metavar="PRED_ROOT",
+                        help="folder of <seq>.txt result files (bdd100k JSON layout: <video>.json)")
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS,
                         help="preprocessing and classes (see trackformers.eval.benchmarks)")
     parser.add_argument("--seqmap", metavar="FILE", help="evaluate only these sequences (one name per line)")
