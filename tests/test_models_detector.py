@@ -2,8 +2,10 @@
 import pytest
 import torch
 
+from trackformers.checkpoint import save_model
+from trackformers.config import to_dict
 from trackformers.data.synthetic import generate_synthetic
-from trackformers.models.detector import DetectorConfig, build_detector, pad_images
+from trackformers.models.detector import DetectorConfig, build_detector, load_detector, pad_images
 from trackformers.models.postprocess import postprocess
 from trackformers.models.train_detector import (DetectorTraining, DetectorTrainingConfig, evaluate_ap, fit,
                                                 load_frames)
@@ -56,3 +58,15 @@ def test_overfits_synthetic_frames(tmp_path):
     ap = evaluate_ap(model.detector, frames)
     assert before < 0.2 and losses[-1] < 0.2 * losses[0]
     assert ap >= 0.9, ap
+
+
+def test_load_detector_from_a_training_file(tmp_path):
+    """A file written for DetectorTraining (weights under `detector.`) loads as a plain detector."""
+    torch.manual_seed(0)
+    training = DetectorTraining(DetectorTrainingConfig(detector=tiny()))
+    config = {"method": "trackformers.models.train_detector:DetectorTraining", **to_dict(training.cfg)}
+    save_model(tmp_path / "det", training.state_dict(), config)
+    model = load_detector(tmp_path / "det")
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images)["pred_logits"], training.detector.eval()(images)["pred_logits"])

@@ -176,21 +176,25 @@ def build_detector(cfg: DetectorConfig | None = None) -> DeformableDETR:
 
 
 def load_detector(path, device="cpu") -> DeformableDETR:
-    """A DeformableDETR in eval mode from a model file (`save_model` / `trackformers convert`),
-    whose JSON config is `{"method": "deformable_detr", ...DetectorConfig...}` (or
-    `"dab_deformable_detr"` with a DABDetectorConfig)."""
+    """A DeformableDETR in eval mode from a model file.
+
+    Accepts a detector file (`trackformers convert --from deformable_detr`: config
+    `{"method": "deformable_detr", ...DetectorConfig...}`) and any model file whose config has
+    a `detector` section and whose weights hold exactly the detector under `detector.` (one
+    trained with `models.train_detector`, e.g. by `configs/detector/synth_simple.yaml`)."""
     from trackformers.checkpoint import load_model
     from trackformers.config import ConfigError, from_dict
 
     state_dict, meta = load_model(path)
     config = dict(meta["config"])
     method = config.pop("method", None)
-    if method == "dab_deformable_detr":  # DAB anchor-box queries (models/dab.py)
-        from trackformers.models.dab import DABDeformableDETR, DABDetectorConfig
-        model = DABDeformableDETR(from_dict(DABDetectorConfig, config))
-    elif method == "deformable_detr":
-        model = DeformableDETR(from_dict(DetectorConfig, config))
+    if method == "deformable_detr":
+        cfg = from_dict(DetectorConfig, config)
+    elif isinstance(config.get("detector"), dict):
+        cfg = from_dict(DetectorConfig, config["detector"])
+        state_dict = {k[len("detector."):]: v for k, v in state_dict.items() if k.startswith("detector.")}
     else:
-        raise ConfigError(f"{path}: holds a {method!r} model, not a deformable_detr / dab_deformable_detr detector")
+        raise ConfigError(f"{path}: holds a {method!r} model with no detector section")
+    model = DeformableDETR(cfg)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
