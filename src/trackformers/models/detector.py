@@ -179,7 +179,8 @@ def load_detector(path, device="cpu") -> DeformableDETR:
     """A DeformableDETR in eval mode from a model file.
 
     Accepts a detector file (`trackformers convert --from deformable_detr`: config
-    `{"method": "deformable_detr", ...DetectorConfig...}`) and any model file whose config has
+    `{"method": "deformable_detr", ...DetectorConfig...}`; `--from dab_deformable_detr`: a
+    DABDeformableDETR with its DABDetectorConfig) and any model file whose config has
     a `detector` section and whose weights hold exactly the detector under `detector.` (one
     trained with `models.train_detector`, e.g. by `configs/detector/synth_simple.yaml`)."""
     from trackformers.checkpoint import load_model
@@ -188,6 +189,11 @@ def load_detector(path, device="cpu") -> DeformableDETR:
     state_dict, meta = load_model(path)
     config = dict(meta["config"])
     method = config.pop("method", None)
+    if method == "dab_deformable_detr":  # DAB anchor-box queries (models/dab.py)
+        from trackformers.models.dab import DABDeformableDETR, DABDetectorConfig
+        model = DABDeformableDETR(from_dict(DABDetectorConfig, config))
+        model.load_state_dict(state_dict)
+        return model.to(device).eval()
     if method == "deformable_detr":
         cfg = from_dict(DetectorConfig, config)
     elif isinstance(config.get("detector"), dict):
