@@ -147,3 +147,14 @@ def test_clip_loss_divides_the_sum_over_frames_once():
     empty = ClipLoss()
     empty.add({"loss_ce": torch.tensor(3.0)}, 0)  # no samples: clamp the normaliser at 1
     assert empty.result({"loss_ce": 1.0})["loss"].item() == 3.0
+
+
+def test_target_iou_updates_assigned_rows_only():
+    from trackformers.trackers.base import QueryTracker
+    rows = _state(3).replace(boxes=torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]]),
+                             iou=torch.tensor([0.0, 0.7, 0.9]))
+    target = {"boxes": torch.tensor([[0.6, 0.5, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2]])}
+    iou = QueryTracker.target_iou(rows, torch.tensor([0, -1, 1]), target, torch.tensor([True, False, True]))
+    # row 0: overlap 0.1 x 0.2 = 0.02, union 0.04 + 0.04 - 0.02 = 0.06; row 2: 0.1 x 0.1 box at the
+    # corner of target 1: no overlap (x 0.05..0.15 vs 0.2..0.4); row 1 keeps its last IoU
+    assert iou.tolist() == pytest.approx([1 / 3, 0.7, 0.0])
