@@ -165,3 +165,13 @@ def test_log_lines_are_mirrored_to_tensorboard_when_installed(tmp_path, monkeypa
     logged = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     assert [(t, v, s) for t, v, s in scalars if t == "loss"] == [("loss", r["loss"], r["step"]) for r in logged]
     assert {t for t, _, _ in scalars} == {"lr", "loss", "loss_l2", "it_s", "grad_norm"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_autocast_training_on_cuda(tmp_path):
+    from trackformers.engine.train import train as run_training
+    model = run_training(tiny_train_config(str(tmp_path), max_steps=3, amp=True, device="cuda"))
+    assert next(model.parameters()).device.type == "cuda"
+    logged = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert len(logged) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in logged)
