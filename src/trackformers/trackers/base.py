@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from trackformers.models.criterion import num_boxes_normalizer
+from trackformers.models.deformable_transformer import EncoderOutput
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 # Per-row tensor fields of TrackState, in declaration order (`memory` is handled alongside).
@@ -402,9 +403,9 @@ class QueryTracker(nn.Module):
     first_id = 0            # the first id a sequence hands out (the registry writes ids from 1)
     size_divisibility = 1   # batched training frames are padded to a multiple of this
 
-    def encode(self, images: Tensor, masks: Tensor):
+    def encode(self, images: Tensor, masks: Tensor) -> EncoderOutput:
         """Backbone, projections and encoder (recomputed in backward with grad_checkpointing)."""
-        def run(images: Tensor, masks: Tensor):
+        def run(images: Tensor, masks: Tensor) -> EncoderOutput:
             srcs, level_masks, pos = self.detector.features(images, masks)
             return self.detector.transformer.encode(srcs, level_masks, pos)
         if self.cfg.grad_checkpointing and torch.is_grad_enabled():

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
-                                                        DeformableTransformerDecoderLayer, with_pos)
+                                                        DeformableTransformerDecoderLayer, EncoderOutput, with_pos)
 from trackformers.models.criterion import SetCriterion
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.matcher import HungarianMatcher
@@ -138,7 +138,7 @@ class MOTR(QueryTracker):
         return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, next_id=next_id)
 
     # -- the per-frame step (QueryTracker.step) decodes each sequence with this ----------
-    def decode(self, rows: TrackState, enc, b: int) -> FrameOutput:
+    def decode(self, rows: TrackState, enc: EncoderOutput, b: int) -> FrameOutput:
         """Decode detect + track rows of sequence `b` on its encoder output: the queries'
         positional/content halves, references from the stored logits (sigmoid here)."""
         d = self.cfg.detector
