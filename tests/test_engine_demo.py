@@ -81,3 +81,21 @@ def test_train_export_makes_a_loadable_model(tmp_path, monkeypatch):
     for k, v in trained.state_dict().items():
         got = model.state_dict()[k]
         assert got.dtype == torch.float32 and got.equal(v.half().float())
+
+
+def test_train_command_line_runs_resumes_and_exports(tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("model: {method: 'test_engine_fakes:TinyTracker'}\n"
+                   "data: {builder: 'test_engine_fakes:make_dataset'}\n"
+                   "epochs: 2\nbatch_size: 3\ndevice: cpu\nlog_interval: 1\n")
+    out = tmp_path / "run"
+    assert cli.main(["train", str(cfg), "--out", str(out), "--set", "max_steps=3", "--set", "optim.lr=0.05"]) == 0
+    assert cli.main(["train", str(cfg), "--out", str(out)]) == 2  # would overwrite the run
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main(["train", str(cfg), "--out", str(out), "--set", "optim.lr=0.05", "--resume",
+                     "--export", str(tmp_path / "final")]) == 0
+    steps = [json.loads(line)["step"] for line in open(out / "log.jsonl")]
+    assert steps == list(range(1, 9))  # 12 clips / 3 = 4 steps per epoch, 2 epochs, resumed after 3
+    _, meta = registry.load_model_file(tmp_path / "final")
+    assert meta["provenance"]["step"] == 8 and meta["provenance"]["train_config"]["optim"]["lr"] == 0.05
+    assert cli.main(["train", str(cfg), "--out", str(tmp_path / "bad"), "--set", "optim.lrr=1"]) == 2
