@@ -96,6 +96,7 @@ def test_train_command_line_runs_resumes_and_exports(tmp_path, capsys):
                      "--export", str(tmp_path / "final")]) == 0
     steps = [json.loads(line)["step"] for line in open(out / "log.jsonl")]
     assert steps == list(range(1, 9))  # 12 clips / 3 = 4 steps per epoch, 2 epochs, resumed after 3
+    assert (out / "loss.png").stat().st_size > 0  # the loss curve of the whole run
     _, meta = registry.load_model_file(tmp_path / "final")
     assert meta["provenance"]["step"] == 8 and meta["provenance"]["train_config"]["optim"]["lr"] == 0.05
     assert cli.main(["train", str(cfg), "--out", str(tmp_path / "bad"), "--set", "optim.lrr=1"]) == 2

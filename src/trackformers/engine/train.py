@@ -433,6 +433,18 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(TrainConfig, args.config, overrides)
     method_name(cfg)
     train(cfg, resume=args.resume)
-    if args.export and int(os.environ.get("RANK", "0")) == 0:
-        export_model(Path(cfg.out) / "last", args.export, args.export_dtype)
+    if int(os.environ.get("RANK", "0")) == 0:
+        plot_training_log(Path(cfg.out))
+        if args.export:
+            export_model(Path(cfg.out) / "last", args.export, args.export_dtype)
     return 0
+
+
+def plot_training_log(out: Path) -> Path | None:
+    """OUT/loss.png: the logged loss against the step (the whole run, resumed parts included)."""
+    from trackformers.viz import plot_curves
+    if not (out / "log.jsonl").is_file():
+        return None
+    records = [json.loads(line) for line in open(out / "log.jsonl")]
+    return plot_curves(out / "loss.png", {"loss": ([r["step"] for r in records], [r["loss"] for r in records])},
+                       xlabel="step", ylabel="loss", title=out.name)
