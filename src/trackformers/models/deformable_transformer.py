@@ -247,6 +247,10 @@ class DeformableTransformer(nn.Module):
     initial 2-d reference points are sigmoid(`reference_points`(positional)). Two-stage:
     every encoder token proposes a box; the top `two_stage_num_proposals` become 4-d
     references and, through `pos_trans`, the queries.
+
+    `decoder` replaces the plain decoder (a subclass: DAB anchors, MOTR's track attention);
+    `reference_points_head=False` leaves out the 2-d reference Linear (anchor-box queries
+    carry their own references).
     """
 
     def __init__(self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6, num_decoder_layers: int = 6,
