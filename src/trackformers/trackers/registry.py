@@ -34,11 +34,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _SYNTH_SIMPLE = "trackformers synth --preset simple --out data/synth/simple --seqs 16 --frames 100 --size 640x360 --seed 0"
 BUILTIN = {
     "motr-synth": ("motr-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/motr/synth_simple.yaml "
-                                 "--out runs/motr-synth --export motr-synth"),
+                                 "--out runs/motr-synth --resume --export motr-synth"),
     "iou-baseline-synth": ("iou-baseline-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/baseline/synth_simple.yaml "
-                                                 "--out runs/iou-baseline-synth --export iou-baseline-synth"),
+                                                 "--out runs/iou-baseline-synth --resume --export iou-baseline-synth"),
     "memotr-synth": ("memotr-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/memotr/synth_simple.yaml "
-                                     "--out runs/memotr-synth --export memotr-synth"),
+                                     "--out runs/memotr-synth --resume --export memotr-synth"),
 }
 
 
