@@ -73,14 +73,16 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
     """Every pair of rows of A and B in the same frame with `measure` > 0. Rows are sorted by
     frame and given by their frame offsets (`frame_offsets`); corner boxes.
 
-    Frames are processed in chunks as padded (frames, rows of A, rows of B) grids: plain
-    broadcasting, no gathers; padding boxes have no area and so overlap nothing."""
+    Frames are processed in chunks as padded (frames, rows of A, rows of B) grids on which a
+    horizontal-overlap test is plain broadcasting (padding boxes overlap nothing); the measure
+    itself is computed only for pairs that pass it."""
     n_a, n_b = np.diff(starts_a), np.diff(starts_b)
     frames = np.flatnonzero((n_a > 0) & (n_b > 0))
     # Frames of similar size share a chunk (little padding); pairs are put back in frame order.
     frames = frames[np.lexsort((n_b[frames], n_a[frames]))]
     out = [Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
     padded_a, padded_b = (np.concatenate([boxes, np.zeros((1, 4))]) for boxes in (boxes_a, boxes_b))
+    x0_a, x1_a, x0_b, x1_b = (np.ascontiguousarray(p[:, k]) for p in (padded_a, padded_b) for k in (0, 2))
     lo = 0
     while lo < len(frames):
         count = max(1, _MAX_PAIRS_PER_CHUNK // int(n_a[frames[lo]] * n_b[frames[lo]]))
@@ -89,11 +91,16 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
         while len(chunk) > 1 and len(chunk) * n_a[chunk].max() * n_b[chunk].max() > 2 * _MAX_PAIRS_PER_CHUNK:
             chunk = chunk[:len(chunk) // 2]
         lo += len(chunk)
-        rows_a, grid_a = _padded(starts_a[chunk], n_a[chunk], padded_a)
-        rows_b, grid_b = _padded(starts_b[chunk], n_b[chunk], padded_b)
-        value = measure(grid_a[:, :, None, :], grid_b[:, None, :, :])
-        f, a, b = np.nonzero(value > 0)
-        out.append(Pairs(rows_a[f, a], rows_b[f, b], value[f, a, b]))
+        rows_a = _padded_rows(starts_a[chunk], n_a[chunk], len(padded_a) - 1)
+        rows_b = _padded_rows(starts_b[chunk], n_b[chunk], len(padded_b) - 1)
+        # Boxes that do not overlap horizontally cannot overlap at all.
+        width = (np.minimum(x1_a[rows_a][:, :, None], x1_b[rows_b][:, None, :])
+                 - np.maximum(x0_a[rows_a][:, :, None], x0_b[rows_b][:, None, :]))
+        f, a, b = np.unravel_index(np.flatnonzero(width > 0), width.shape)
+        i, j = rows_a[f, a], rows_b[f, b]
+        value = measure(padded_a[i], padded_b[j])
+        keep = value > 0
+        out.append(Pairs(i[keep], j[keep], value[keep]))
     pairs = Pairs(*(np.concatenate([getattr(p, k) for p in out]) for k in ("i", "j", "value")))
     # Back to frame order: each frame's pairs are one ordered block; move the blocks.
     frame = np.searchsorted(starts_a, pairs.i, side="right") - 1
@@ -106,9 +113,7 @@ def overlapping_pairs(starts_a: np.ndarray, boxes_a: np.ndarray, starts_b: np.nd
     return pairs.select(order)
 
 
-def _padded(starts: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row numbers (frames, max count) and boxes (frames, max count, 4); `boxes` ends with one
-    extra all-zero box that fills the padding (no area: it overlaps nothing)."""
+def _padded_rows(starts: np.ndarray, counts: np.ndarray, pad: int) -> np.ndarray:
+    """Row numbers (frames, max count) of each frame's rows, padded with row `pad`."""
     slot = np.arange(counts.max())
-    rows = starts[:, None] + slot
-    return rows, boxes[np.where(slot < counts[:, None], rows, len(boxes) - 1)]
+    return np.where(slot < counts[:, None], starts[:, None] + slot, pad)
