@@ -2,8 +2,9 @@
 
 The arithmetic is TrackEval's, operation for operation (xywh -> corners by one addition, areas
 from the corners, the same epsilon guards), so every IoU is bit-identical to TrackEval's and
-no threshold decision can differ. Pairs are enumerated for all frames at once and only those
-with a non-zero overlap are kept: the metrics never need the zeros.
+no threshold decision can differ. Pairs are enumerated for many frames at once (vectorised
+over chunks of frames) and only those with a non-zero overlap are kept: the metrics never
+need the zeros.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EPS = np.finfo("float").eps
-_MAX_PAIRS_PER_CHUNK = 1 << 15  # small temporaries are recycled; large ones page-fault
+_MAX_PAIRS_PER_CHUNK = 1 << 15  # grid cells per chunk: cache-sized temporaries, bounded memory
 
 
 def xywh_to_corners(xywh: np.ndarray) -> np.ndarray:
