@@ -4,7 +4,7 @@ import torch
 
 from trackformers.config import from_dict
 from trackformers.trackers.base import TrackState
-from trackformers.trackers.memotr import FrameOutput, MeMOTR
+from trackformers.trackers.memotr import MeMOTR, MeMOTRFrameOutput
 
 Q, K, C = 6, 3, 32
 CFG = {"detector": {"backbone_depth": 18, "backbone_width": 8, "hidden_dim": C, "nheads": 4, "num_feature_levels": 3,
@@ -51,7 +51,7 @@ def test_lifecycle_and_report_match_the_official_loop():
         boxes=torch.tensor([[0.5, 0.5, 0.2, 0.3]] * (Q + 4)),
         memory=dict(model._memory(Q + 4, torch.zeros(1)), labels=labels))
     penultimate, last_refs = torch.randn(Q + 4, C), torch.randn(Q + 4, 4)
-    out = FrameOutput(rows, rows.logits[None], rows.boxes[None], penultimate, last_refs)
+    out = MeMOTRFrameOutput(rows, rows.logits[None], rows.boxes[None], penultimate, last_refs)
 
     tracks = model.lifecycle(out)
     prob = rows.logits.sigmoid().tolist()

@@ -46,11 +46,11 @@ def test_loss_decreases_and_tracks_keep_ids():
     from trackformers.trackers.base import ClipLoss
     rows = model.supervise(out, clip[0][1], ClipLoss())
     assert sorted(rows.ids[rows.ids >= 0].tolist()) == [3, 7]
-    selected = model.select_tracks(out, rows)
+    selected = model.training_tracks(out, rows)
     # the original's filter: a propagated row whose box overlaps its target less than 0.5 loses its id
     assert ((selected.ids >= 0) == (selected.iou >= 0.5)).all()
     model.cfg.train_iou_thresh = 0.0  # keep both (a few steps do not localise to IoU 0.5)
-    state = model.next_state(model.select_tracks(out, rows))
+    state = model.training_tracks(out, rows)
     assert {3, 7} <= set(state.ids.tolist())
     out = model.step(clip[1][0][None], None, [state])[0]
     rows = model.supervise(out, clip[1][1], ClipLoss())

@@ -15,6 +15,7 @@ from trackformers.config import from_dict, merge, parse_overrides, to_dict
 from trackformers.convert.common import Converted, Rules, layer_count, map_state_dict, require
 from trackformers.convert.deformable_detr import infer_backbone
 
+
 def rules(use_dab: bool) -> Rules:
     """Official MeMOTR names -> ours: the detector half under `detector.` with Deformable DETR
     names (MeMOTR's detect queries are the DAB detector's `tgt_embed`/`refpoint_embed`, or the

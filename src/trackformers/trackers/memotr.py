@@ -11,6 +11,7 @@ What MeMOTR adds to the shared tracker base (trackers/base.py) and detector core
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -25,10 +26,9 @@ from trackformers.models.deformable_transformer import DeformableTransformerDeco
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.heads import MLP
 from trackformers.models.matcher import HungarianMatcher
-from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, inverse_sigmoid
-from trackformers.trackers.base import (ClipLoss, TrackState, match_tracklets, pad_images, report_mask,
-                                       runtime_update)
-from trackformers.trackers.motr import InputConfig, LossConfig
+from trackformers.ops.box_ops import inverse_sigmoid
+from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
+                                       match_tracklets, pad_images, report_mask, runtime_update)
 
 
 class FFN(nn.Module):
@@ -184,7 +184,7 @@ class MeMOTRDecoder(DABDecoder):
     def __init__(self, cfg: MeMOTRConfig):
         d = cfg.detector
         layer = SplitDecoderLayer(d.hidden_dim, d.dim_feedforward, d.dropout, d.activation,
-                                  d.num_feature_levels, d.nheads, d.dec_n_points)
+                                  d.num_feature_levels, d.nheads, d.dec_n_points, d.offset_normalizer_hw)
         anchor_pos = AnchorQueryPos(d.hidden_dim, cfg.anchor_temperature, cfg.anchor_sine_order) if cfg.use_dab else None
         super().__init__(layer, d.dec_layers, d.inverse_sigmoid_eps, anchor_pos)
         self.num_detect = d.num_queries
@@ -204,22 +204,17 @@ class MeMOTRDecoder(DABDecoder):
 # The model
 # ---------------------------------------------------------------------------------------
 @dataclass
-class FrameOutput:
-    """One frame of one sequence after the decoder.
+class MeMOTRFrameOutput(FrameOutput):
+    """A frame's decoder output plus what a newborn track is initialised from.
 
-    rows: detect rows then track rows, with this frame's `logits`, `boxes`, `embeds`.
-    logits, boxes: (layers, n, K), (layers, n, 4) every decoder layer's predictions (with grad).
-    penultimate: (n, C) input of the last decoder layer (a newborn track's content query).
+    penultimate: (n, C) input of the last decoder layer (a newborn's content query).
     last_refs: (n, 4) logit references the last layer started from (a newborn's reference).
     """
-    rows: TrackState
-    logits: Tensor
-    boxes: Tensor
     penultimate: Tensor
     last_refs: Tensor
 
 
-class MeMOTR(nn.Module):
+class MeMOTR(QueryTracker):
     """DAB- (or plain) Deformable DETR with MeMOTR's decoder split, memory-based query updater
     and runtime. Track rows carry in `memory`: `last_output` (C), `long_memory` (C) and
     `labels` (the class fixed at birth)."""
@@ -236,6 +231,7 @@ class MeMOTR(nn.Module):
         if not 0 <= cfg.detect_only_layers < d.dec_layers:
             raise ValueError(f"detect_only_layers must be in [0, {d.dec_layers}), got {cfg.detect_only_layers}")
         self.cfg = cfg
+        self.size_divisibility = cfg.size_divisibility  # frames are zero-padded to a multiple of 32
         if cfg.use_dab:  # DAB-Deformable-DETR: tgt_embed (Q, C) + refpoint_embed (Q, 4) detect queries
             dab = DABDetectorConfig(**to_dict(d), anchor_sine_order=cfg.anchor_sine_order,
                                     anchor_temperature=cfg.anchor_temperature)
@@ -276,47 +272,29 @@ class MeMOTR(nn.Module):
         return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, self._memory(len(queries), queries),
                                    next_id=next_id)
 
-    # -- the per-frame step, shared by training and inference ---------------------------
-    def encode(self, images: Tensor, masks: Tensor):
-        srcs, level_masks, pos = self.detector.features(images, masks)
-        return self.detector.transformer.encode(srcs, level_masks, pos)
-
-    def step(self, images: Tensor, masks: Tensor | None, states: list[TrackState]) -> list[FrameOutput]:
-        """Decode one frame of each sequence: images (B, 3, H, W) normalised, masks (B, H, W)
-        True on padding (None: no padding), states[b] the track rows of sequence b."""
-        if masks is None:
-            masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
-        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
-            enc = checkpoint(self.encode, images, masks, use_reentrant=False)
-        else:
-            enc = self.encode(images, masks)
+    # -- the per-frame step (QueryTracker.step) decodes each sequence with this ----------
+    def decode(self, rows: TrackState, enc, b: int) -> MeMOTRFrameOutput:
+        """Decode detect + track rows of sequence `b` on its encoder output."""
         d = self.cfg.detector
+        if self.cfg.use_dab:
+            tgt, pos = rows.queries[None], None
+        else:
+            pos, tgt = (q[None] for q in rows.queries.split(d.hidden_dim, dim=1))
+        ref = rows.refs.sigmoid()[None]
+        args = (tgt, ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
+                enc.valid_ratios[b:b + 1], pos, enc.padding_mask[b:b + 1])
         decoder = self.detector.transformer.decoder
-        outputs = []
-        # Sequences carry different numbers of track queries: decode them one by one on the
-        # shared (batched) encoder memory instead of padding the queries.
-        for b, state in enumerate(states):
-            rows = TrackState.cat([self.detect_rows(state.next_id), state])
-            if self.cfg.use_dab:
-                tgt, pos = rows.queries, None
-            else:
-                pos, tgt = rows.queries.split(d.hidden_dim, dim=1)
-                pos = pos[None]
-            ref = rows.refs.sigmoid()[None]
-            args = (tgt[None], ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
-                    enc.valid_ratios[b:b + 1], pos, enc.padding_mask[b:b + 1])
-            if self.cfg.grad_checkpointing and torch.is_grad_enabled():
-                hs, inter = checkpoint(decoder, *args, bbox_embed=self.detector.bbox_embed, use_reentrant=False)
-            else:
-                hs, inter = decoder(*args, bbox_embed=self.detector.bbox_embed)
-            logits, boxes = self.detector.predict(hs, ref, inter)
-            logits, boxes = logits[:, 0], boxes[:, 0]
-            rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0])
-            outputs.append(FrameOutput(rows, logits, boxes, penultimate=hs[-2, 0],
-                                       last_refs=inverse_sigmoid(inter[-2, 0], d.inverse_sigmoid_eps)))
-        return outputs
+        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+            hs, inter = checkpoint(decoder, *args, bbox_embed=self.detector.bbox_embed, use_reentrant=False)
+        else:
+            hs, inter = decoder(*args, bbox_embed=self.detector.bbox_embed)
+        logits, boxes = self.detector.predict(hs, ref, inter)
+        logits, boxes = logits[:, 0], boxes[:, 0]
+        rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0])
+        return MeMOTRFrameOutput(rows, logits, boxes, penultimate=hs[-2, 0],
+                                 last_refs=inverse_sigmoid(inter[-2, 0], d.inverse_sigmoid_eps))
 
-    def newborn(self, out: FrameOutput, rows: Tensor) -> TrackState:
+    def newborn(self, out: MeMOTRFrameOutput, rows: Tensor) -> TrackState:
         """Rows (indices into out.rows) initialised as new tracks, as the original: content query
         = input of the last decoder layer, reference = the box the last layer started from,
         last output = this output, long-term memory = the content query."""
@@ -335,7 +313,7 @@ class MeMOTR(nn.Module):
         return tracks.replace(queries=upd["query_embed"], refs=upd["ref_pts"], memory=memory)
 
     # -- inference ------------------------------------------------------------------------
-    def lifecycle(self, out: FrameOutput) -> TrackState:
+    def lifecycle(self, out: MeMOTRFrameOutput) -> TrackState:
         """Births, misses and deaths of one frame (official RuntimeTracker); returns the live
         tracks in the official order: surviving tracks, then newborns in detect-query order."""
         c, rows = self.cfg, out.rows
@@ -348,7 +326,7 @@ class MeMOTR(nn.Module):
                               c.miss_tolerance, candidates=is_det)
         born = torch.nonzero(is_det & (rows.ids >= 0)).flatten()
         kept = torch.nonzero(~is_det & (rows.ids >= 0)).flatten()
-        babies = self.newborn(FrameOutput(rows, out.logits, out.boxes, out.penultimate, out.last_refs), born)
+        babies = self.newborn(dataclasses.replace(out, rows=rows), born)
         return TrackState.cat([rows[kept], babies])
 
     def report(self, tracks: TrackState, image_size: tuple[int, int]) -> dict[str, Tensor]:
@@ -361,43 +339,25 @@ class MeMOTR(nn.Module):
 
     @torch.no_grad()
     def track_frame(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
-                    ) -> tuple[dict[str, Tensor], TrackState, FrameOutput]:
-        """`track` plus the frame's decoder output (all rows, before the runtime update)."""
+                    ) -> tuple[dict[str, Tensor], TrackState, MeMOTRFrameOutput]:
+        """One inference frame (`QueryTracker.track`), also returning the frame's decoder output
+        (all rows, before the runtime update). orig_size (h, w) is where the area filter is
+        measured (default: the pixels of `image`)."""
         images, masks = pad_images([image], self.cfg.size_divisibility)
         out = self.step(images, masks, [state])[0]
         tracks = self.next_state(self.lifecycle(out))
         # Reported: the live tracks after the updater, with this frame's boxes and scores.
         return self.report(tracks, orig_size or tuple(image.shape[-2:])), tracks, out
 
-    def track(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
-              ) -> tuple[dict[str, Tensor], TrackState]:
-        """One inference frame: image (3, H, W) normalised -> (result, next state).
-
-        orig_size (h, w) of the original frame is where `area_threshold` is measured (as the
-        official filter); without it, the pixels of `image` are used.
-        """
-        result, tracks, _ = self.track_frame(image, state, orig_size)
-        return result, tracks
-
     # -- training -------------------------------------------------------------------------
-    def matcher(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """Hungarian matching (focal class cost, L1, GIoU) of one frame's detect rows to targets."""
-        return self.criterion.matcher({"pred_logits": logits[None], "pred_boxes": boxes[None]},
-                                      [{"labels": labels, "boxes": tgt_boxes}])[0]
-
     def layer_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
-        """Summed (not yet normalised) losses of one decoder layer: focal over every row (rows
-        without a target are background), L1 and GIoU over rows with a target."""
-        rows = torch.nonzero(gt_idx >= 0).flatten()
-        one = torch.ones((), device=logits.device)
-        losses = self.criterion.layer_losses({"pred_logits": logits[None], "pred_boxes": boxes[None]}, [target],
-                                             [(rows, gt_idx[rows])], num_boxes=one)
+        losses = super().layer_losses(logits, boxes, gt_idx, target)
         # MeMOTR averages the focal loss over the classes (Deformable DETR sums): the same for
         # one class, 8x smaller on BDD100K.
         losses["loss_ce"] = losses["loss_ce"] / logits.shape[-1]
         return losses
 
-    def supervise(self, out: FrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
+    def supervise(self, out: MeMOTRFrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
         """Assign one frame's targets and add its losses (official ClipCriterion): tracks keep
         their identity's target; detect rows are Hungarian-matched to the untracked targets
         (in the detection-only layers: to all targets, tracks there are background). Returns
@@ -408,7 +368,7 @@ class MeMOTR(nn.Module):
         no_tracks = torch.full_like(rows.ids, -1)
         layers = out.logits.shape[0]
         losses, final = {}, None
-        for layer in range(layers):
+        for layer in range(layers) if self.cfg.detector.aux_loss else [layers - 1]:
             ids = no_tracks if layer < self.cfg.detect_only_layers else rows.ids
             a = match_tracklets(ids, is_det, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
             prefix = "" if layer == layers - 1 else f"aux{layer}/"
@@ -417,44 +377,24 @@ class MeMOTR(nn.Module):
             final = a
         # MeMOTR normalises by the clip's number of targets only (disappeared tracks not counted).
         clip_loss.add(losses, len(target["ids"]))
-        assigned = final.gt_idx >= 0
-        iou = rows.iou.clone()  # a track without a target this frame keeps its last IoU, as the original
-        if assigned.any():
-            src = box_cxcywh_to_xyxy(rows.boxes[assigned].detach())
-            tgt = box_cxcywh_to_xyxy(target["boxes"][final.gt_idx[assigned]])
-            iou[assigned] = box_iou(src, tgt)[0].diagonal().to(iou.dtype)
+        # a track without a target this frame keeps its last IoU, as the original
+        iou = self.target_iou(rows, final.gt_idx, target, final.gt_idx >= 0)
         return rows.replace(ids=final.ids, gt_idx=final.gt_idx, iou=iou)
 
-    def select_tracks(self, out: FrameOutput, rows: TrackState) -> TrackState:
+    def training_tracks(self, out: MeMOTRFrameOutput, rows: TrackState) -> TrackState:
         """Training: next frame's tracks (official QueryUpdater.select_active_tracks, no TP drop /
-        FP insertion): previous tracks, then matched detect rows as newborns, then unmatched
-        detect rows (id -1, reference = their anchor); kept if confident or assigned; a kept row
-        whose box overlaps its target less than `train_iou_thresh` loses its id (background next frame)."""
+        FP insertion) with their queries updated: previous tracks, then matched detect rows as
+        newborns, then unmatched detect rows (id -1, reference = their anchor); kept if confident
+        or assigned; a kept row whose box overlaps its target less than `train_iou_thresh` loses
+        its id (it is background next frame)."""
         n_det = self.cfg.detector.num_queries
         det = torch.arange(n_det, device=rows.ids.device)
         matched = rows.ids[:n_det] >= 0
-        frame = FrameOutput(rows, out.logits, out.boxes, out.penultimate, out.last_refs)
+        frame = dataclasses.replace(out, rows=rows)
         unmatched = self.newborn(frame, det[~matched])
         unmatched = unmatched.replace(refs=rows.refs[:n_det][~matched])
         tracks = TrackState.cat([rows[n_det:], self.newborn(frame, det[matched]), unmatched])
         scores = tracks.logits.detach().sigmoid().max(-1).values
         tracks = tracks[(scores > self.cfg.update_thresh) | (tracks.ids >= 0)]
         ids = torch.where(tracks.iou < self.cfg.train_iou_thresh, torch.full_like(tracks.ids, -1), tracks.ids)
-        return tracks.replace(ids=ids)
-
-    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
-        """Collective loss of a batch of clips (each a list of (image, target)): every frame's
-        and layer's losses summed, divided once by the number of targets in the batch."""
-        clip_loss = ClipLoss()
-        states = [self.new_state() for _ in clips]
-        for t in range(max(len(c) for c in clips)):
-            live = [b for b, c in enumerate(clips) if t < len(c)]
-            images, masks = pad_images([clips[b][t][0] for b in live], self.cfg.size_divisibility)
-            outs = self.step(images, masks, [states[b] for b in live])
-            for b, out in zip(live, outs):
-                rows = self.supervise(out, clips[b][t][1], clip_loss)
-                if t + 1 < len(clips[b]):
-                    states[b] = self.next_state(self.select_tracks(out, rows))
-        c = self.cfg.loss
-        return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
-                                 "loss_giou": c.giou_loss_coef})
+        return self.next_state(tracks.replace(ids=ids))
