@@ -75,6 +75,7 @@ def test_layout_variants():
     ("1,2,3,4,5,6\n1,2,,4,5,6\n", 2),
     ("1,2,3,4,5,6\n1,2,.,4,5,6\n", 2),
     ("1,2,3,4,5\n", 1),
+    ("1, 2, 3,4,5,6\n1,2,3 4,5,6\n", 2),  # a space inside a field
 ])
 def test_malformed_rows_name_the_line(tmp_path, text, line):
     path = tmp_path / "res.txt"

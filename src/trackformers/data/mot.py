@@ -63,8 +63,17 @@ def _parse_fast(data: bytes) -> np.ndarray | None:
     space = (b == 32) | (b == 9) | (b == 13)
     if space.any():
         if not (b == _COMMA).any():
+            return None  # whitespace-separated
+        keep = ~space
+        b = b[keep]
+        # Spaces may only pad a field: where they were, a separator must follow or precede
+        # ("3 4" is not a number and must not become 34).
+        at = np.cumsum(keep)[np.flatnonzero(space)]  # where each space was, in the compacted bytes
+        is_sep = (b == _COMMA) | (b == _NEWLINE)
+        before = (at == 0) | is_sep[np.maximum(at - 1, 0)]
+        after = (at == len(b)) | is_sep[np.minimum(at, len(b) - 1)]
+        if not (before | after).all():
             return None
-        b = b[~space]
     if b.size == 0 or b[-1] != _NEWLINE:
         b = np.append(b, np.uint8(_NEWLINE))
     sep = (b == _COMMA) | (b == _NEWLINE)
