@@ -23,8 +23,8 @@ _DEFAULTS = np.array([np.nan] * 6 + [1.0, -1.0, -1.0])  # conf, class, visibilit
 def _split_line(line: str) -> list[str]:
     """Fields of a comma-separated line (spaces around commas allowed) or a whitespace-separated one."""
     parts = [p.strip() for p in line.split(",")] if "," in line else line.split()
-    if parts and parts[-1] == "":
-        parts.pop()  # one trailing comma
+    while parts and parts[-1] == "":
+        parts.pop()  # trailing commas
     return parts
 
 
