@@ -102,3 +102,26 @@ def test_gradient_checkpointing_changes_nothing():
         out["loss"].backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+def test_track_dropping_and_false_positive_insertion():
+    """TP_DROP_RATE / FP_INSERT_RATE selection: certain drops and certain insertions."""
+    from trackformers.trackers.base import TrackState
+    torch.manual_seed(0)
+    model = MeMOTR(from_dict(MeMOTR.Config, TINY))
+    C = 32
+    boxes = torch.tensor([[0.2, 0.2, 0.1, 0.1], [0.7, 0.7, 0.2, 0.2], [0.5, 0.5, 0.1, 0.1]])
+
+    def rows(ids, iou, boxes):
+        r = TrackState.new_rows(torch.randn(len(ids), C), torch.randn(len(ids), 4), C, 1, model._memory(len(ids), boxes))
+        return r.replace(ids=torch.tensor(ids), iou=torch.tensor(iou), boxes=boxes)
+
+    tracks = rows([4, 5, 6], [0.9, 0.3, 0.8], boxes)        # track 5 is badly localised: not propagated
+    unmatched = rows([-1, -1, -1], [0.0, 0.0, 0.0],
+                     torch.tensor([[0.52, 0.5, 0.1, 0.1], [0.9, 0.1, 0.1, 0.1], [0.21, 0.2, 0.1, 0.1]]))
+    model.cfg.fp_insert_rate = 1.0                           # every kept track brings its nearest FP
+    out = model.augmented_tracks(tracks, unmatched)
+    assert out.ids.tolist() == [4, 6, -1, -1]
+    torch.testing.assert_close(out.boxes[2:], unmatched.boxes[[0, 2]])  # sorted unique: rows 0 (near 6), 2 (near 4)
+    model.cfg.tp_drop_rate, model.cfg.fp_insert_rate = 1.0, 0.0  # every track dropped
+    assert len(model.augmented_tracks(tracks, unmatched)) == 0

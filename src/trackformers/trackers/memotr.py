@@ -29,6 +29,7 @@ from trackformers.models.matcher import HungarianMatcher
 from trackformers.ops.box_ops import inverse_sigmoid
 from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
                                        match_tracklets, pad_images, report_mask, runtime_update)
+from trackformers.trackers.qim import insert_false_positives
 
 
 class FFN(nn.Module):
@@ -139,6 +140,8 @@ class MeMOTRConfig:
     update_thresh: float = 0.5         # a track updates query / box / memories only above this score
     memory_lambda: float = 0.01        # long-term memory EMA: M <- (1 - lambda) M + lambda O
     train_iou_thresh: float = 0.5      # training: a propagated track whose IoU is below loses its id
+    tp_drop_rate: float = 0.0          # training: drop each true track with this probability (TP_DROP_RATE)
+    fp_insert_rate: float = 0.0        # training: per track, insert the unmatched detection overlapping it most
     loss: LossConfig = field(default_factory=LossConfig)
     input: InputConfig = field(default_factory=InputConfig)
     # runtime (official RuntimeTracker + Submitter filters)
@@ -387,14 +390,31 @@ class MeMOTR(QueryTracker):
         newborns, then unmatched detect rows (id -1, reference = their anchor); kept if confident
         or assigned; a kept row whose box overlaps its target less than `train_iou_thresh` loses
         its id (it is background next frame)."""
-        n_det = self.cfg.detector.num_queries
+        c, n_det = self.cfg, self.cfg.detector.num_queries
         det = torch.arange(n_det, device=rows.ids.device)
         matched = rows.ids[:n_det] >= 0
         frame = dataclasses.replace(out, rows=rows)
         unmatched = self.newborn(frame, det[~matched])
         unmatched = unmatched.replace(refs=rows.refs[:n_det][~matched])
-        tracks = TrackState.cat([rows[n_det:], self.newborn(frame, det[matched]), unmatched])
+        tracks = TrackState.cat([rows[n_det:], self.newborn(frame, det[matched])])
+        if c.tp_drop_rate > 0 or c.fp_insert_rate > 0:
+            return self.next_state(self.augmented_tracks(tracks, unmatched))
+        tracks = TrackState.cat([tracks, unmatched])
         scores = tracks.logits.detach().sigmoid().max(-1).values
-        tracks = tracks[(scores > self.cfg.update_thresh) | (tracks.ids >= 0)]
-        ids = torch.where(tracks.iou < self.cfg.train_iou_thresh, torch.full_like(tracks.ids, -1), tracks.ids)
+        tracks = tracks[(scores > c.update_thresh) | (tracks.ids >= 0)]
+        ids = torch.where(tracks.iou < c.train_iou_thresh, torch.full_like(tracks.ids, -1), tracks.ids)
         return self.next_state(tracks.replace(ids=ids))
+
+    def augmented_tracks(self, tracks: TrackState, unmatched: TrackState) -> TrackState:
+        """The original's other selection (TP_DROP_RATE / FP_INSERT_RATE > 0): well-localised
+        tracks with an id, each dropped with probability `tp_drop_rate`, then false positives:
+        for each kept track picked with probability `fp_insert_rate`, the unmatched detection
+        overlapping it most (all of them when there are fewer than picks)."""
+        c = self.cfg
+        tracks = tracks[(tracks.iou > c.train_iou_thresh) & (tracks.ids >= 0)]
+        if c.tp_drop_rate > 0:
+            tracks = tracks[torch.rand(len(tracks), device=tracks.ids.device) > c.tp_drop_rate]
+        frame = TrackState.cat([tracks, unmatched])
+        kept = torch.arange(len(tracks), device=tracks.ids.device)
+        fp = insert_false_positives(frame, kept, c.fp_insert_rate) if c.fp_insert_rate > 0 else kept[:0]
+        return frame[torch.cat((kept, fp))]
