@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from trackformers.config import from_dict, load
-from trackformers.engine.train import TrainConfig
+from trackformers.engine.train_config import TrainConfig
 from trackformers.trackers.registry import method_class
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))

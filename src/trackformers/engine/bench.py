@@ -29,7 +29,7 @@ def load_for_bench(name: str, overrides: list[str] | None, device: torch.device)
     from trackformers.trackers.registry import build_tracker, load_model_file
     if name.endswith((".yaml", ".yml")):
         from trackformers.config import load
-        from trackformers.engine.train import TrainConfig
+        from trackformers.engine.train_config import TrainConfig
         torch.manual_seed(0)
         return build_tracker(load(TrainConfig, name).model, overrides).to(device).eval()
     return load_model_file(name, overrides, device)[0]
