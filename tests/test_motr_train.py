@@ -175,3 +175,38 @@ def test_training_next_state_appends_false_positive_rows_as_candidates(tmp_path)
     want_refs = torch.log(nxt.boxes[:, :2] / (1 - nxt.boxes[:, :2]))
     assert torch.allclose(nxt.refs, want_refs, atol=1e-5)
     assert not torch.allclose(nxt.queries, rows.queries[order], atol=1e-3)  # the TAN updated them
+
+
+def test_supervise_keeps_identities_counts_disappeared_tracks_and_sums_the_losses(tmp_path):
+    """One frame with two track rows (ids 5 and 7) and targets 7 and 9: the track with id 7
+    keeps target 7, id 5 is gone (background, counted as a sample), target 9 goes to one detect
+    row by Hungarian matching; the final-layer losses are the plain sums written out here."""
+    from trackformers.trackers.base import ClipLoss
+    torch.manual_seed(0)
+    model = _tiny_motr().train()
+    image = _clip(tmp_path, frames=1)[0][0]
+    det = model.detect_rows()
+    state = det[torch.tensor([2, 4])].replace(ids=torch.tensor([5, 7]))
+    target = {"ids": torch.tensor([7, 9]), "labels": torch.tensor([0, 0]),
+              "boxes": torch.tensor([[0.3, 0.4, 0.2, 0.2], [0.7, 0.6, 0.1, 0.3]])}
+    out = model.step(image[None], None, [state])[0]
+    clip_loss = ClipLoss()
+    rows = model.supervise(out, target, clip_loss)
+    n = len(det)
+    assert clip_loss.num_samples == 2 + 1
+    assert rows.gt_idx[n:].tolist() == [-1, 0] and rows.ids[n:].tolist() == [5, 7]
+    new = torch.nonzero(rows.gt_idx[:n] >= 0).flatten()
+    assert rows.gt_idx[new].tolist() == [1] and rows.ids[new].tolist() == [9]
+    assert (rows.ids[:n] == -1).sum() == n - 1
+    # the final layer's summed losses, written out
+    logits, boxes = out.logits[-1], out.boxes[-1]
+    y = torch.zeros_like(logits)
+    y[new, 0] = 1.0
+    y[n + 1, 0] = 1.0
+    p = logits.sigmoid()
+    focal = -(0.25 * y * (1 - p) ** 2 * torch.log(p) + 0.75 * (1 - y) * p ** 2 * torch.log(1 - p))
+    matched = torch.cat((new, torch.tensor([n + 1])))
+    tgt = target["boxes"][torch.tensor([1, 0])]
+    assert torch.allclose(clip_loss.terms["loss_ce"], focal.sum(), rtol=1e-4)
+    assert torch.allclose(clip_loss.terms["loss_bbox"], (boxes[matched] - tgt).abs().sum(), rtol=1e-5)
+    assert set(clip_loss.terms) == {f"{p}loss_{k}" for p in ("", "aux0/") for k in ("ce", "bbox", "giou")}
