@@ -1,5 +1,6 @@
 """Official Deformable DETR checkpoints -> our model, against the official recorded outputs."""
 import os
+import re
 
 import pytest
 import torch
@@ -115,3 +116,32 @@ def test_torchvision_resnet50_loads_with_no_key_left_over(tmp_path):
     assert set(state) == {f"backbone.{k}" for k in ResNet(50).state_dict()}
     assert torch.equal(state["backbone.layer3.4.conv2.weight"], tv["layer3.4.conv2.weight"])
     assert sorted(meta["provenance"]["dropped"]) == sorted(k for k in tv if k.startswith("fc.") or "num_batches" in k)
+
+
+def reference_state_dict(shared_dir, name):
+    """Zeros in the shapes of an official key dump (aliases are then trivially identical)."""
+    path = os.path.join(shared_dir, "reference", "keys_motr_trackformer_detr", f"{name}.txt")
+    sd = {}
+    with open(path) as f:
+        for line in f:
+            key, _, shape = line.strip().partition(" ")
+            if key and not key.startswith("TOTAL_KEYS"):
+                sd[key] = torch.zeros(tuple(int(n) for n in re.findall(r"\d+", shape)))  # "(256, 256)"
+    return sd
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("ddetr_plain", dict(with_box_refine=False, two_stage=False, num_feature_levels=4, num_queries=300)),
+    ("ddetr_refine", dict(with_box_refine=True, two_stage=False, num_feature_levels=4)),
+    ("ddetr_2stage", dict(with_box_refine=True, two_stage=True, num_feature_levels=4)),
+    ("ddetr_ss", dict(with_box_refine=False, two_stage=False, num_feature_levels=1)),
+])
+def test_every_official_layout_converts(shared_dir, name, expected):
+    """The official key dumps of plain / refine / two-stage / single-scale Deformable DETR convert
+    with every key mapped or dropped for a stated reason, and the right config inferred."""
+    sd = reference_state_dict(shared_dir, name)
+    result = convert(sd)
+    assert {k: result.config[k] for k in expected} == expected
+    assert len(result.state_dict) + len(result.dropped) == len(sd)
+    assert all(k.startswith(("transformer.decoder.bbox_embed.", "transformer.decoder.class_embed."))
+               for k in result.dropped)
