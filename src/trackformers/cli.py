@@ -24,6 +24,18 @@ COMMANDS = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Append '(default: X)' to an option's help when X says something and the help doesn't."""
+
+    def _get_help_string(self, action):
+        help_ = action.help or ""
+        default = action.default
+        if ("default" in help_ or default in (None, False, [], "") or default is argparse.SUPPRESS
+                or not action.option_strings):
+            return help_
+        return f"{help_} (default: %(default)s)"
+
+
 class UsageError(Exception):
     """Bad command-line usage: reported as one line, exit code 2."""
 
@@ -33,7 +45,7 @@ def _parser_for(name: str, prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{prog} {name}",
         description=(module.__doc__ or COMMANDS[name][1]).strip().splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     module.add_arguments(parser)
     parser.set_defaults(_run=module.run)
