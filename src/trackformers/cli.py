@@ -30,7 +30,8 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action):
         help_ = action.help or ""
         default = action.default
-        if ("default" in help_ or default in (None, False, [], "") or default is argparse.SUPPRESS
+        if ("default" in help_ or default is None or default is False or default in ([], "")
+                or default is argparse.SUPPRESS
                 or not action.option_strings):
             return help_
         return f"{help_} (default: %(default)s)"
