@@ -2,7 +2,7 @@
 
 Bad input is an error naming the file and line (TrackEval either raises too or silently
 computes something meaningless): a non-finite value, a frame or id that is not an integer,
-a frame outside 1..seqLength, a negative id, the same id twice in a frame. Boxes with zero or
+a frame outside 1..seqLength, a negative (or > 2**53) id, the same id twice in a frame. Boxes with zero or
 negative width/height are kept and treated exactly as TrackEval treats them: they overlap
 nothing (IoU 0), so they count as misses (ground truth) or false positives (predictions).
 """
@@ -57,10 +57,10 @@ def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.
     if bad.any():
         r = int(np.argmax(bad))
         _fail(path, r, f"frame {int(rows[r, 0])} is outside 1..{num_frames} (seqLength in seqinfo.ini)")
-    bad = rows[:, 1] < 0
+    bad = (rows[:, 1] < 0) | (rows[:, 1] > 2 ** 53)
     if bad.any():
         r = int(np.argmax(bad))
-        _fail(path, r, f"negative id {int(rows[r, 1])}")
+        _fail(path, r, f"id {rows[r, 1]:g} is negative or too large")
     order = np.arange(len(rows))
     if (np.diff(rows[:, 0]) < 0).any():  # result files are usually written frame by frame
         order = np.argsort(rows[:, 0], kind="stable")
