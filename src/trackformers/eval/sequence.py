@@ -2,9 +2,10 @@
 
 Bad input is an error naming the file and line (TrackEval either raises too or silently
 computes something meaningless): a non-finite value, a frame or id that is not an integer,
-a frame outside 1..seqLength, a negative (or > 2**53) id, the same id twice in a frame. Boxes with zero or
-negative width/height are kept and treated exactly as TrackEval treats them: they overlap
-nothing (IoU 0), so they count as misses (ground truth) or false positives (predictions).
+a frame outside 1..seqLength, a negative (or > 2**53) id, the same id twice in a frame.
+Boxes with zero or negative width/height are kept and treated exactly as TrackEval treats
+them: they overlap nothing (IoU 0), so they count as misses (ground truth) or false
+positives (predictions).
 """
 from __future__ import annotations
 
