@@ -9,6 +9,10 @@ and box refinement moves the anchor layer by layer. Two official conventions dif
 the order the four coordinates are concatenated in the sine embedding: MeMOTR uses
 (x, y, w, h), DAB-Deformable-DETR (y, x, w, h); the `order` option selects it, so one module
 serves both checkpoints.
+
+- `anchor_sine_embed`, `AnchorQueryPos`: the positional query of an anchor box;
+- `DABDecoder`: the shared deformable decoder with that positional query in every layer;
+- `DABDeformableDETR` (+ `DABDetectorConfig`): the detector, official parameter names.
 """
 from __future__ import annotations
 
