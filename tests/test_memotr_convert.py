@@ -84,3 +84,34 @@ def test_alias_that_differs_is_an_error():
     official["transformer.decoder.bbox_embed.0.layers.0.bias"] += 1
     with pytest.raises(ConversionError, match=r"transformer\.decoder\.bbox_embed\.0\.layers\.0\.bias"):
         convert(official)
+
+
+def test_init_from_a_coco_dab_detector():
+    """A DAB-Deformable-DETR checkpoint starts a MeMOTR as the original's load_pretrained_model:
+    detector by name, COCO class rows 1..K for K <= 3, the query updater at its init."""
+    import re as _re
+
+    from trackformers.models.dab import DABDeformableDETR, DABDetectorConfig
+    torch.manual_seed(0)
+    det = DABDeformableDETR(DABDetectorConfig(backbone_depth=18, backbone_width=8, hidden_dim=32, nheads=8,
+                                              enc_layers=1, dec_layers=2, dim_feedforward=64, num_queries=6,
+                                              num_classes=91))
+    official = {}
+    for k, v in det.state_dict().items():
+        k = _re.sub(r"^backbone\.", "backbone.0.body.", k).replace("decoder.anchor_pos.", "decoder.")
+        official[k] = v
+    for k in list(official):
+        if k.startswith("bbox_embed."):
+            official["transformer.decoder." + k] = official[k]
+    c = convert(official)
+    sd = c.state_dict
+    assert c.config["use_dab"] and c.config["detector"]["pos_temperature"] == 20.0
+    assert torch.equal(sd["detector.class_embed.1.weight"], official["class_embed.1.weight"][1:2])
+    assert torch.equal(sd["detector.tgt_embed.weight"], official["tgt_embed.weight"])
+    assert torch.equal(sd["detector.transformer.decoder.anchor_pos.query_scale.layers.0.weight"],
+                       official["transformer.decoder.query_scale.layers.0.weight"])
+    model = MeMOTR(from_dict(MeMOTR.Config, {k: v for k, v in c.config.items() if k != "method"}))
+    model.load_state_dict(sd)  # complete: the query updater comes from MeMOTR's own init
+    eight = convert(official, ["detector.num_classes=8"])
+    assert eight.state_dict["detector.class_embed.0.weight"].shape == (8, 32)
+    assert "class_embed.0.weight" in eight.dropped and "8 classes" in eight.dropped["class_embed.0.weight"]

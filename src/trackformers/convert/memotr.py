@@ -8,8 +8,16 @@ and width. Not visible in the shapes, and set to the official values unless `--s
 otherwise: attention heads (8), image position-encoding temperature (20), anchor sine order
 (x, y, w, h) and temperature (10000), inverse-sigmoid eps (1e-5), the detection-only first
 decoder layer (1), the runtime thresholds (DanceTrack: 0.5 / 0.5 / 0.5, miss tolerance 30).
+
+Given a COCO DAB-Deformable-DETR (or Deformable DETR) checkpoint instead, it writes the
+MeMOTR that the original's training starts from (`init_from_detector`), e.g. for a config's
+`pretrained:`.
 """
 from __future__ import annotations
+
+import re
+
+import torch
 
 from trackformers.config import from_dict, merge, parse_overrides, to_dict
 from trackformers.convert.common import Converted, Rules, layer_count, map_state_dict, require
@@ -62,13 +70,59 @@ def infer_config(sd: dict, nheads: int = 8) -> dict:
 
 
 def convert(official: dict, overrides: list[str] | None = None) -> Converted:
-    """Official MeMOTR state dict (float16 or 32) -> our state dict, config and dropped keys."""
+    """Official MeMOTR state dict (float16 or 32) -> our state dict, config and dropped keys.
+
+    A COCO DAB-Deformable-DETR / Deformable DETR checkpoint (what the official training starts
+    from) gives instead a MeMOTR initialisation: see `init_from_detector`.
+    """
     from trackformers.trackers.memotr import MeMOTR
 
     sd = {k: v.float() if v.is_floating_point() else v for k, v in official.items()}
     extra = parse_overrides(overrides)
+    if "det_query_embed" not in sd and any(k.startswith("backbone.0.body.") for k in sd):
+        return init_from_detector(sd, extra)
     nheads = int(extra.get("detector", {}).get("nheads", 8))
     cfg = from_dict(MeMOTR.Config, merge(infer_config(sd, nheads), extra))
     expected = MeMOTR(cfg).state_dict()
     state_dict, dropped = map_state_dict(sd, expected, rules(cfg.use_dab))
+    return Converted(state_dict, {"method": "memotr", **to_dict(cfg)}, dropped)
+
+
+def init_from_detector(sd: dict, extra: dict) -> Converted:
+    """A MeMOTR to train, initialised as the original's `load_pretrained_model` does from a COCO
+    detector checkpoint (DAB-Deformable-DETR, or Deformable DETR for `use_dab: false`):
+    every detector tensor by name, the COCO class head reduced to its first 1-3 foreground
+    rows (person, ...) for 1-3 classes and left at its initialisation otherwise (BDD100K), the
+    query updater at its initialisation. The MeMOTR constants (position temperature 20,
+    inverse-sigmoid eps 1e-5, anchor order x, y, w, h) are MeMOTR's, as the original's
+    fine-tuning uses them; `--set` gives the rest (e.g. detector.num_classes=8)."""
+    from trackformers.convert import dab_deformable_detr, deformable_detr
+    from trackformers.trackers.memotr import MeMOTR
+
+    use_dab = "tgt_embed.weight" in sd
+    reader = dab_deformable_detr if use_dab else deformable_detr
+    shaped = reader.infer_config(sd, {"nheads": int(extra.get("detector", {}).get("nheads", 8))})
+    keep = ("backbone_depth", "backbone_width", "hidden_dim", "nheads", "num_feature_levels", "enc_layers",
+            "dec_layers", "dim_feedforward", "enc_n_points", "dec_n_points", "num_queries")
+    inferred = {"use_dab": use_dab, "detector": {"with_box_refine": True, "two_stage": False, "dropout": 0.0,
+                                                 "pos_temperature": 20.0, "num_classes": 1,
+                                                 **{k: getattr(shaped, k) for k in keep}}}
+    cfg = from_dict(MeMOTR.Config, merge(inferred, extra))
+    torch.manual_seed(0)  # the parts the detector does not provide start from MeMOTR's own init
+    fresh = MeMOTR(cfg).state_dict()
+    renames = [(r"backbone\.0\.body\.", "detector.backbone."),
+               (r"transformer\.decoder\.(query_scale|ref_point_head)\.", r"detector.transformer.decoder.anchor_pos.\1."),
+               (r"", "detector.")]
+    drops = [(r"transformer\.decoder\.bbox_embed\.(\d+)\.", "box-refinement alias of bbox_embed.N", r"bbox_embed.\1.")]
+    K = cfg.detector.num_classes
+    sd = dict(sd)
+    for key in [k for k in sd if k.startswith("class_embed.")]:
+        if K <= 3:  # the original keeps COCO rows 1..K (person, bicycle, car)
+            sd[key] = sd[key][1:1 + K]
+        else:
+            drops.append((re.escape(key), f"COCO class head not used for {K} classes (initialised)", None))
+    expected = {k: v for k, v in fresh.items() if k.startswith("detector.")
+                and not (K > 3 and k.startswith("detector.class_embed."))}
+    state_dict, dropped = map_state_dict(sd, expected, Rules(renames, drops))
+    state_dict = {**fresh, **state_dict}  # query updater (and an unused class head) at init
     return Converted(state_dict, {"method": "memotr", **to_dict(cfg)}, dropped)
