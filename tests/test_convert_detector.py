@@ -145,3 +145,12 @@ def test_every_official_layout_converts(shared_dir, name, expected):
     assert len(result.state_dict) + len(result.dropped) == len(sd)
     assert all(k.startswith(("transformer.decoder.bbox_embed.", "transformer.decoder.class_embed."))
                for k in result.dropped)
+
+
+def test_missing_converter_module_is_a_clean_usage_error(monkeypatch, tmp_path, capsys):
+    from trackformers.convert import cli as convert_cli
+    monkeypatch.setitem(convert_cli.CONVERTERS, "deformable_detr", "trackformers.convert.not_installed")
+    path = tmp_path / "x.pth"
+    torch.save({"model": {"a": torch.zeros(1)}}, path)
+    assert cli_main(["convert", "--from", "deformable_detr", str(path), "--out", str(tmp_path / "y")]) == 2
+    assert "converter not available" in capsys.readouterr().err
