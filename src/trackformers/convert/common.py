@@ -25,6 +25,7 @@ class ConversionError(ValueError):
 
 @dataclass
 class Rules:
+    """How one official format maps onto our names (see the module docstring)."""
     renames: list[tuple[str, str]] = field(default_factory=list)
     drops: list[tuple[str, str, str | None]] = field(default_factory=list)
 
@@ -38,6 +39,7 @@ class Converted:
 
 
 def rename_key(key: str, renames: list[tuple[str, str]]) -> str:
+    """`key` rewritten by the first matching (regex, replacement); unchanged if none matches."""
     for pattern, repl in renames:
         new, n = re.subn(f"^{pattern}", repl, key)
         if n:
@@ -90,6 +92,7 @@ def layer_count(state_dict: dict, prefix: str) -> int:
 
 
 def require(state_dict: dict, key: str) -> Tensor:
+    """state_dict[key], or a ConversionError naming the key (wrong --from format, usually)."""
     if key not in state_dict:
         raise ConversionError(f"missing key {key!r}: is this the right --from format?")
     return state_dict[key]

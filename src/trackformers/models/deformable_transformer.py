@@ -35,11 +35,15 @@ def _clones(module: nn.Module, n: int) -> nn.ModuleList:
 
 
 def with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
+    """x + pos, or x when there is no positional embedding."""
     return x if pos is None else x + pos
 
 
 class DeformableTransformerEncoderLayer(nn.Module):
-    """Deformable self-attention over the memory, then FFN; post-norm."""
+    """Deformable self-attention over the memory, then FFN; post-norm.
+
+    `forward(src, pos, reference_points (B, S, L, 2), spatial_shapes, level_start_index,
+    padding_mask)` -> (B, S, C)."""
 
     def __init__(self, d_model: int = 256, d_ffn: int = 1024, dropout: float = 0.1, activation: str = "relu",
                  n_levels: int = 4, n_heads: int = 8, n_points: int = 4, offset_normalizer_hw: bool = False):
@@ -63,6 +67,8 @@ class DeformableTransformerEncoderLayer(nn.Module):
 
 
 class DeformableTransformerEncoder(nn.Module):
+    """`num_layers` copies of an encoder layer over the flattened levels."""
+
     def __init__(self, encoder_layer: DeformableTransformerEncoderLayer, num_layers: int):
         super().__init__()
         self.layers = _clones(encoder_layer, num_layers)

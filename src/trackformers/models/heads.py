@@ -30,6 +30,7 @@ def focal_prior_bias(prior_prob: float = 0.01) -> float:
 
 
 def init_class_head(head: nn.Linear, prior_prob: float = 0.01) -> None:
+    """Bias every class logit to the focal-loss prior."""
     nn.init.constant_(head.bias, focal_prior_bias(prior_prob))
 
 
