@@ -115,3 +115,14 @@ def test_init_from_a_coco_dab_detector():
     eight = convert(official, ["detector.num_classes=8"])
     assert eight.state_dict["detector.class_embed.0.weight"].shape == (8, 32)
     assert "class_embed.0.weight" in eight.dropped and "8 classes" in eight.dropped["class_embed.0.weight"]
+
+
+def test_cli_error_is_one_line_naming_the_key(tmp_path, capsys):
+    from trackformers.cli import main
+    _, official = official_state_dict()
+    del official["query_updater.query_pos_head.layers.1.bias"]
+    torch.save({"model": official}, tmp_path / "memotr.pth")
+    assert main(["convert", "--from", "memotr", str(tmp_path / "memotr.pth"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "query_updater.query_pos_head.layers.1.bias" in err[0]
+    assert not (tmp_path / "out.safetensors").exists()
