@@ -36,6 +36,16 @@ def test_variants_forward_and_backward(variant):
     assert (model.class_embed[0] is model.class_embed[2]) == shared
 
 
+def test_pad_images():
+    a, b = torch.ones(3, 4, 6), 2 * torch.ones(3, 5, 3)
+    batch, mask = pad_images([a, b])
+    assert batch.shape == (2, 3, 5, 6) and mask.shape == (2, 5, 6)
+    assert mask[0].sum() == 5 * 6 - 4 * 6 and not mask[0, :4].any() and mask[0, 4].all()
+    assert not mask[1, :, :3].any() and mask[1, :, 3:].all() and batch[1, :, :, 3:].abs().sum() == 0
+    assert torch.equal(batch[1, :, :, :3], b)
+    assert pad_images([a, b], size_divisibility=4)[0].shape == (2, 3, 8, 8)
+
+
 def test_postprocess_scales_to_pixels():
     logits = torch.tensor([[[0.0, 3.0], [1.0, -2.0]]])
     boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.4], [0.25, 0.25, 0.5, 0.5]]])

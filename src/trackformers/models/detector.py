@@ -51,11 +51,15 @@ class DetectorConfig:
     offset_normalizer_hw: bool = False  # TrackFormer's pre-fix MSDA normaliser
 
 
-def pad_images(images: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) at the largest H, W (bottom/right
-    padding, no divisibility rounding, as the official NestedTensor) and mask (B, H, W), True on padding."""
-    H = max(im.shape[1] for im in images)
-    W = max(im.shape[2] for im in images)
+def pad_images(images: list[Tensor], size_divisibility: int = 1) -> tuple[Tensor, Tensor]:
+    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) and mask (B, H, W), True on padding.
+
+    H, W are the largest sizes (the official NestedTensor: bottom/right padding, no rounding),
+    rounded up to a multiple of `size_divisibility` when it is > 1 (MeMOTR's loader uses 32).
+    """
+    d = max(int(size_divisibility), 1)
+    H = -(-max(im.shape[1] for im in images) // d) * d
+    W = -(-max(im.shape[2] for im in images) // d) * d
     batch = images[0].new_zeros(len(images), 3, H, W)
     mask = torch.ones(len(images), H, W, dtype=torch.bool, device=images[0].device)
     for i, im in enumerate(images):
