@@ -90,6 +90,13 @@ def test_two_stage_queries_come_from_valid_proposals():
     proposals = tr.encoder_proposals(enc)[1]
     # padded tokens of image 1 and border tokens outside (0.01, 0.99) are invalid (+inf)
     assert torch.isinf(proposals[1].view(-1, 4)[enc.padding_mask[1]]).all()
+    # token (row 2, col 3) of level 0 (6 x 8): centre over the valid width (8, or 6 for the padded
+    # image 1), size 0.05 at level 0 and 0.1 at level 1, in logit space
+    logit = lambda p: torch.log(p / (1 - p))
+    token = 2 * 8 + 3
+    torch.testing.assert_close(proposals[0, token], logit(torch.tensor([3.5 / 8, 2.5 / 6, 0.05, 0.05])))
+    torch.testing.assert_close(proposals[1, token], logit(torch.tensor([3.5 / 6, 2.5 / 6, 0.05, 0.05])))
+    torch.testing.assert_close(proposals[0, 48 + 1 * 4 + 2], logit(torch.tensor([2.5 / 4, 1.5 / 3, 0.1, 0.1])))
     tgt, pos, ref, enc_class, enc_coord = tr.two_stage_queries(enc, cls, box)
     assert tgt.shape == pos.shape == (2, 7, 16) and ref.shape == (2, 7, 4)
     top = enc_class[..., 0].topk(7, dim=1).indices
