@@ -107,3 +107,24 @@ def test_average_precision_hand_worked():
     perfect = average_precision([{"boxes": g["boxes"], "scores": np.ones(len(g["boxes"])), "labels": g["labels"]} for g in gts], gts)
     assert perfect["AP"] == pytest.approx(1.0)
     assert average_precision(dets, gts, iou_threshold=0.95)["AP"] == pytest.approx(1 / 3 * 1)
+
+
+def _normalizer_worker(rank, init_file, results):
+    import torch.distributed as dist
+
+    from trackformers.models.criterion import num_boxes_normalizer
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        results[rank] = float(num_boxes_normalizer([3, 5][rank], "cpu"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_num_boxes_is_averaged_across_processes(tmp_path):
+    """Two processes with 3 and 5 target boxes both normalise by (3 + 5) / 2 = 4."""
+    import torch.multiprocessing as mp
+
+    results = mp.Manager().dict()
+    mp.spawn(_normalizer_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
+    assert dict(results) == {0: 4.0, 1: 4.0}
