@@ -98,3 +98,18 @@ def test_detector_pretraining_config_runs_in_the_engine(tmp_path):
     assert cli_main(args) == 0
     detector = load_detector(out / "last")
     assert detector.cfg.num_queries == 30 and detector.cfg.with_box_refine
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = DetectorTraining(DetectorTrainingConfig(detector=tiny(with_box_refine=True, frozen_stages=0)))
+    frames = [(torch.randn(3, 64, 96), {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])})]
+    grads = []
+    for flag in (False, True):
+        model.cfg.grad_checkpointing = flag
+        model.zero_grad()
+        model.training_loss([frames])["loss"].backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

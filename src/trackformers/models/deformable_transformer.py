@@ -366,17 +366,15 @@ class DeformableTransformer(nn.Module):
         query_pos, tgt = torch.split(pos_trans, self.d_model, dim=2)
         return tgt, query_pos, topk_coords.sigmoid(), enc_class, enc_coord_unact
 
-    def forward(self, srcs: list[Tensor], masks: list[Tensor], pos_embeds: list[Tensor],
-                query_embed: Tensor | None = None, class_embed: nn.ModuleList | None = None,
-                bbox_embed: nn.ModuleList | None = None, refine: bool = False) -> dict:
-        """Encoder + decoder on the detector's own queries.
+    def decode(self, enc: EncoderOutput, query_embed: Tensor | None = None, class_embed: nn.ModuleList | None = None,
+               bbox_embed: nn.ModuleList | None = None, refine: bool = False) -> dict:
+        """Decoder on the detector's own queries over an encoder output.
 
         `class_embed` / `bbox_embed` are the detector's per-layer heads: with `refine` the
         box heads refine the references layer by layer; two-stage uses the extra head at
         index num_decoder_layers for the proposals.
         Returns dict(hs, init_reference, inter_references[, enc_outputs_class, enc_outputs_coord_unact]).
         """
-        enc = self.encode(srcs, masks, pos_embeds)
         out = {}
         if self.two_stage:
             n = self.decoder.num_layers
@@ -387,5 +385,12 @@ class DeformableTransformer(nn.Module):
         hs, inter_references = self.decoder(tgt, reference_points, enc.memory, enc.spatial_shapes,
                                             enc.level_start_index, enc.valid_ratios, query_pos, enc.padding_mask,
                                             bbox_embed=bbox_embed if refine else None)
-        out.update(hs=hs, init_reference=reference_points, inter_references=inter_references, encoder=enc)
+        out.update(hs=hs, init_reference=reference_points, inter_references=inter_references)
         return out
+
+    def forward(self, srcs: list[Tensor], masks: list[Tensor], pos_embeds: list[Tensor],
+                query_embed: Tensor | None = None, class_embed: nn.ModuleList | None = None,
+                bbox_embed: nn.ModuleList | None = None, refine: bool = False) -> dict:
+        """`encode` then `decode`; the result also holds the EncoderOutput under "encoder"."""
+        enc = self.encode(srcs, masks, pos_embeds)
+        return dict(self.decode(enc, query_embed, class_embed, bbox_embed, refine), encoder=enc)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from trackformers.models.backbone import build_backbone, downsample_mask
-from trackformers.models.deformable_transformer import DeformableTransformer, refine_boxes
+from trackformers.models.deformable_transformer import DeformableTransformer, EncoderOutput, refine_boxes
 from trackformers.models.heads import MLP, init_box_head, init_class_head
 from trackformers.models.position_encoding import build_position_encoding
 
@@ -156,13 +156,15 @@ class DeformableDETR(nn.Module):
         return {"pred_logits": logits[-1], "pred_boxes": boxes[-1],
                 "aux_outputs": [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]}
 
-    def forward(self, images: Tensor, masks: Tensor | None = None) -> dict:
-        """-> dict(pred_logits (B, Q, K), pred_boxes (B, Q, 4) normalised cxcywh, aux_outputs,
-        [enc_outputs], hs (L, B, Q, C), init_reference, inter_references)."""
-        srcs, level_masks, pos = self.features(images, masks)
+    def encode(self, images: Tensor, masks: Tensor | None = None) -> EncoderOutput:
+        """Backbone, projections and encoder: the part of the forward pass that sees pixels."""
+        return self.transformer.encode(*self.features(images, masks))
+
+    def decode(self, enc: EncoderOutput) -> dict:
+        """Queries -> decoder -> heads on an encoder output; see `forward` for the result."""
         query_embed = None if self.cfg.two_stage else self.query_embed.weight
-        t = self.transformer(srcs, level_masks, pos, query_embed, self.class_embed, self.bbox_embed,
-                             refine=self.cfg.with_box_refine)
+        t = self.transformer.decode(enc, query_embed, self.class_embed, self.bbox_embed,
+                                    refine=self.cfg.with_box_refine)
         logits, boxes = self.predict(t["hs"], t["init_reference"], t["inter_references"])
         out = self.format_outputs(logits, boxes)
         if not self.cfg.aux_loss:
@@ -172,6 +174,12 @@ class DeformableDETR(nn.Module):
                                   "pred_boxes": t["enc_outputs_coord_unact"].sigmoid()}
         out.update(hs=t["hs"], init_reference=t["init_reference"], inter_references=t["inter_references"])
         return out
+
+    def forward(self, images: Tensor, masks: Tensor | None = None) -> dict:
+        """Normalised images (B, 3, H, W) + padding mask (B, H, W, True on padding; None: none)
+        -> dict(pred_logits (B, Q, K), pred_boxes (B, Q, 4) normalised cxcywh, aux_outputs,
+        [enc_outputs], hs (L, B, Q, C), init_reference, inter_references)."""
+        return self.decode(self.encode(images, masks))
 
 
 def build_detector(cfg: DetectorConfig | None = None) -> DeformableDETR:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from trackformers.models.ap import average_precision
 from trackformers.models.criterion import SetCriterion
@@ -40,7 +41,7 @@ class LossConfig:
 class DetectorTrainingConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    grad_checkpointing: bool = False  # accepted for the engine's switch; unused by the detector
+    grad_checkpointing: bool = False  # recompute backbone + encoder in backward (less memory, ~1/3 more time)
 
 
 def build_criterion(num_classes: int, loss: LossConfig) -> SetCriterion:
@@ -72,7 +73,11 @@ class DetectorTraining(nn.Module):
         # Boxes are normalised by each image's own size; padding only extends the canvas, and
         # the model predicts relative to the valid region (valid ratios), so they stay as they are.
         targets = [{"labels": t["labels"].to(torch.int64), "boxes": t["boxes"].float()} for _, t in frames]
-        losses = self.criterion(self.detector(images, masks), targets)
+        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
+            enc = checkpoint(self.detector.encode, images, masks, use_reentrant=False)
+        else:
+            enc = self.detector.encode(images, masks)
+        losses = self.criterion(self.detector.decode(enc), targets)
         losses["loss"] = self.criterion.total(losses)
         return losses
 
