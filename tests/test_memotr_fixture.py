@@ -159,3 +159,40 @@ def test_result_file_matches_official(run, fixture_dir):
     assert len(offsets) == 1, "ids differ by more than a constant"
     np.testing.assert_array_equal(got[:, 0], want[:, 0])
     np.testing.assert_allclose(got[:, 2:6], want[:, 2:6], rtol=0, atol=1e-2)
+
+
+def measure(fixture_dir: Path) -> dict:
+    """Largest differences to the fixture over the 8 frames (the figures behind the tolerances)."""
+    from trackformers.checkpoint import load_official
+    from trackformers.config import from_dict
+    from trackformers.convert.memotr import convert
+    from trackformers.ops.box_ops import box_cxcywh_to_xyxy
+    c = convert(load_official(fixture_dir / "checkpoint_fp16.pt"), THRESHOLDS)
+    model = MeMOTR(from_dict(MeMOTR.Config, {k: v for k, v in c.config.items() if k != "method"}))
+    model.load_state_dict(c.state_dict)
+    model.eval()
+    frames = torch.load(fixture_dir / "frames.pt", weights_only=False)["resized_rgb_uint8"]
+    ref = torch.load(fixture_dir / "outputs.pt", weights_only=False)["frames"]
+    scale = torch.tensor([ORIG_HW[1], ORIG_HW[0]] * 2, dtype=torch.float32)
+    worst = {"logits": 0.0, "boxes": 0.0, "pixel_boxes": 0.0, "next_queries": 0.0, "long_memory": 0.0}
+    exact, state = True, model.new_state()
+    for t, f in enumerate(ref):
+        image = (torch.as_tensor(frames[t]).permute(2, 0, 1).float() / 255 - MEAN) / STD
+        result, state, out = model.track_frame(image, state, ORIG_HW)
+        diffs = {"logits": (out.logits - f["all_layers_logits"]).abs().max(),
+                 "boxes": (out.boxes - f["all_layers_bboxes"]).abs().max(),
+                 "pixel_boxes": (box_cxcywh_to_xyxy(result["boxes"]) * scale - f["result"]["boxes_xyxy"]).abs().max(),
+                 "next_queries": (state.queries - f["tracks_out"]["query_embed"]).abs().max(),
+                 "long_memory": (state.memory["long_memory"] - f["tracks_out"]["long_memory"]).abs().max()}
+        worst = {k: max(worst[k], float(v)) for k, v in diffs.items()}
+        exact &= (state.ids.tolist() == f["tracks_out"]["ids"].tolist()
+                  and state.misses.tolist() == f["tracks_out"]["disappear_time"].tolist()
+                  and result["ids"].tolist() == f["result"]["ids"].tolist())
+    return {"frames": len(ref), "max_abs_diff": worst, "ids_misses_results_identical": exact}
+
+
+if __name__ == "__main__":  # python tests/test_memotr_fixture.py [path/to/shared] -> JSON figures
+    import json
+    import sys
+    shared = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared")
+    print(json.dumps(measure(shared / "fixtures" / "memotr"), indent=2))
