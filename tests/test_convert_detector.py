@@ -9,7 +9,6 @@ from trackformers.cli import main as cli_main
 from trackformers.checkpoint import load_model, load_official
 from trackformers.convert.common import ConversionError
 from trackformers.convert.deformable_detr import convert
-from trackformers.convert.torchvision_resnet import convert as convert_resnet
 from trackformers.data.transforms import ToTensorNormalize
 from trackformers.models.backbone import ResNet
 from trackformers.models.detector import load_detector, pad_images
