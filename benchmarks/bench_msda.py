@@ -15,9 +15,9 @@ threads mostly measure waiting for each other).
     python benchmarks/bench_msda.py [--device cpu|cuda] [--reps 5] [--cases decoder,encoder]
 """
 import argparse
+import ctypes
 import json
 import os
-import ctypes
 import subprocess
 import sys
 import time
