@@ -321,6 +321,26 @@ class ClipLoss:
 
 
 # ---------------------------------------------------------------------------------------
+# Training-time track augmentation (MOTR's QIM, MeMOTR's FP_INSERT_RATE)
+# ---------------------------------------------------------------------------------------
+def insert_false_positives(frame: TrackState, tracks: Tensor, fp_ratio: float) -> Tensor:
+    """Row indices of `frame` to add as false-positive track queries (training).
+
+    Each row in `tracks` (indices of selected tracks) is picked with probability `fp_ratio`;
+    for each pick the unassigned row (id < 0) with the highest IoU to it is taken, without
+    duplicates; when there are at least as many picks as unassigned rows, all of those are taken.
+    """
+    inactive = torch.nonzero(frame.ids < 0).flatten()
+    picked = tracks[torch.bernoulli(torch.full((len(tracks),), fp_ratio, device=tracks.device)).bool()]
+    if len(inactive) == 0 or len(picked) == 0:
+        return tracks.new_zeros(0)
+    if len(picked) >= len(inactive):
+        return inactive
+    iou, _ = box_iou(box_cxcywh_to_xyxy(frame.boxes[inactive]), box_cxcywh_to_xyxy(frame.boxes[picked]))
+    return inactive[torch.unique(iou.argmax(0))]
+
+
+# ---------------------------------------------------------------------------------------
 # Batching frames
 # ---------------------------------------------------------------------------------------
 def pad_images(images: list[Tensor], size_divisibility: int = 1) -> tuple[Tensor, Tensor]:

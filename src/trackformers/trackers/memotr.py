@@ -22,14 +22,14 @@ from torch.utils.checkpoint import checkpoint
 from trackformers.config import to_dict
 from trackformers.models.criterion import SetCriterion
 from trackformers.models.dab import AnchorQueryPos, DABDecoder, DABDeformableDETR, DABDetectorConfig, anchor_sine_embed
-from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer
+from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer, EncoderOutput
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.heads import MLP
 from trackformers.models.matcher import HungarianMatcher
 from trackformers.ops.box_ops import inverse_sigmoid
 from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
-                                       match_tracklets, pad_images, report_mask, runtime_update)
-from trackformers.trackers.qim import insert_false_positives
+                                       insert_false_positives, match_tracklets, pad_images, report_mask,
+                                       runtime_update)
 
 
 class FFN(nn.Module):
@@ -166,8 +166,9 @@ class SplitDecoderLayer(DeformableTransformerDecoderLayer):
     num_detect: int = 0
     point_references: bool = False
 
-    def forward(self, tgt, query_pos, reference_points, memory, spatial_shapes, level_start_index,
-                memory_padding_mask=None, self_attn_mask=None, query_padding_mask=None):
+    def forward(self, tgt: Tensor, query_pos: Tensor | None, reference_points: Tensor, memory: Tensor,
+                spatial_shapes: Tensor, level_start_index: Tensor, memory_padding_mask: Tensor | None = None,
+                self_attn_mask: Tensor | None = None, query_padding_mask: Tensor | None = None) -> Tensor:
         n = self.num_detect
         if n <= 0:
             return super().forward(tgt, query_pos, reference_points, memory, spatial_shapes, level_start_index,
@@ -276,7 +277,7 @@ class MeMOTR(QueryTracker):
                                    next_id=next_id)
 
     # -- the per-frame step (QueryTracker.step) decodes each sequence with this ----------
-    def decode(self, rows: TrackState, enc, b: int) -> MeMOTRFrameOutput:
+    def decode(self, rows: TrackState, enc: EncoderOutput, b: int) -> MeMOTRFrameOutput:
         """Decode detect + track rows of sequence `b` on its encoder output."""
         d = self.cfg.detector
         if self.cfg.use_dab:

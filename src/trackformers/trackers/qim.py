@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, inverse_sigmoid
-from trackformers.trackers.base import TrackState
+from trackformers.ops.box_ops import inverse_sigmoid
+from trackformers.trackers.base import TrackState, insert_false_positives  # noqa: F401 (re-exported)
 
 
 class QueryInteraction(nn.Module):
@@ -63,23 +63,6 @@ class QueryInteraction(nn.Module):
             pos = self.norm_pos(pos + self.dropout_pos2(self.linear_pos2(self.dropout_pos1(torch.relu(self.linear_pos1(t))))))
         feat = self.norm_feat(feat + self.dropout_feat2(self.linear_feat2(self.dropout_feat1(torch.relu(self.linear_feat1(t))))))
         return torch.cat((pos, feat), dim=1), refs
-
-
-def insert_false_positives(frame: TrackState, tracks: Tensor, fp_ratio: float) -> Tensor:
-    """Row indices of `frame` to add as false-positive track queries (training).
-
-    Each row in `tracks` (indices of selected tracks) is picked with probability `fp_ratio`;
-    for each pick the unassigned row (id < 0) with the highest IoU to it is taken, without
-    duplicates; when there are at least as many picks as unassigned rows, all of those are taken.
-    """
-    inactive = torch.nonzero(frame.ids < 0).flatten()
-    picked = tracks[torch.bernoulli(torch.full((len(tracks),), fp_ratio, device=tracks.device)).bool()]
-    if len(inactive) == 0 or len(picked) == 0:
-        return tracks.new_zeros(0)
-    if len(picked) >= len(inactive):
-        return inactive
-    iou, _ = box_iou(box_cxcywh_to_xyxy(frame.boxes[inactive]), box_cxcywh_to_xyxy(frame.boxes[picked]))
-    return inactive[torch.unique(iou.argmax(0))]
 
 
 def select_tracks(frame: TrackState, training: bool, random_drop: float = 0.0, fp_ratio: float = 0.0,
