@@ -47,7 +47,8 @@ class AnchorQueryPos(nn.Module):
 
     def __init__(self, d_model: int = 256, temperature: float = 10000.0, order: str = "xywh"):
         super().__init__()
-        anchor_sine_embed(Tensor(4), 2, order=order)  # reject an unknown order now, not mid-forward
+        if order not in SINE_ORDERS:  # reject it now, not in the middle of a forward
+            raise ValueError(f"anchor sine order must be one of {sorted(SINE_ORDERS)}, got {order!r}")
         self.d_model, self.temperature, self.order = d_model, temperature, order
         self.ref_point_head = MLP(2 * d_model, d_model, d_model, 2)
         self.query_scale = MLP(d_model, d_model, d_model, 2)
