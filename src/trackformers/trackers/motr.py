@@ -61,6 +61,10 @@ class MOTRConfig:
     prob_threshold: float = 0.7      # report tracks with score > this
     area_threshold: float = 100.0    # ... and box area > this (original-image pixels)
     grad_checkpointing: bool = False # recompute backbone + encoder in backward to save memory
+    # Batched training frames are zero-padded (mask on padding) to a multiple of this. MOTR pads
+    # to the largest frame only (1); on CPU a multiple like 64 keeps the set of tensor shapes
+    # small, and oneDNN then reuses its kernels: training steps run ~15x faster.
+    size_divisibility: int = 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,13 +108,13 @@ class MOTR(QueryTracker):
 
     Config = MOTRConfig
     first_id = 0  # ids count from 0; result files show id + 1, as the official writer
-    size_divisibility = 1  # MOTR pads a batch to its largest frame only
 
     def __init__(self, cfg: MOTRConfig):
         super().__init__()
         if cfg.detector.two_stage:
             raise ValueError("MOTR uses single-stage queries: detector.two_stage must be false")
         self.cfg = cfg
+        self.size_divisibility = cfg.size_divisibility
         self.detector = DeformableDETR(cfg.detector)
         if cfg.extra_track_attn:
             self.detector.transformer.decoder = _track_attention_decoder(cfg.detector)
