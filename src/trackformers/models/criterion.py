@@ -8,6 +8,7 @@ split across GPUs.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -110,3 +111,24 @@ class SetCriterion(nn.Module):
     def total(self, losses: dict[str, Tensor]) -> Tensor:
         """Weighted sum; `loss_ce_3` and `loss_ce_enc` take the weight of `loss_ce`."""
         return sum(self.weights[re.sub(r"_(\d+|enc)$", "", k)] * v for k, v in losses.items())
+
+
+@dataclass
+class LossConfig:
+    """Set-loss weights and Hungarian matching costs (focal class cost, L1, GIoU): Deformable DETR's."""
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+def build_criterion(num_classes: int, loss: LossConfig) -> SetCriterion:
+    """The matcher and SetCriterion a `LossConfig` describes."""
+    matcher = HungarianMatcher(loss.set_cost_class, loss.set_cost_bbox, loss.set_cost_giou,
+                               loss.focal_alpha, loss.focal_gamma)
+    return SetCriterion(num_classes, matcher, loss.cls_loss_coef, loss.bbox_loss_coef, loss.giou_loss_coef,
+                        loss.focal_alpha, loss.focal_gamma)

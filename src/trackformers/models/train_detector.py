@@ -17,24 +17,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from trackformers.models.ap import average_precision
-from trackformers.models.criterion import SetCriterion
+from trackformers.models.criterion import LossConfig, build_criterion
 from trackformers.models.detector import DeformableDETR, DetectorConfig, pad_images
-from trackformers.models.matcher import HungarianMatcher
 from trackformers.models.postprocess import postprocess
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy
-
-
-@dataclass
-class LossConfig:
-    """Deformable DETR's matcher costs and loss weights, focal loss parameters."""
-    set_cost_class: float = 2.0
-    set_cost_bbox: float = 5.0
-    set_cost_giou: float = 2.0
-    cls_loss_coef: float = 2.0
-    bbox_loss_coef: float = 5.0
-    giou_loss_coef: float = 2.0
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
 
 
 @dataclass
@@ -42,13 +28,7 @@ class DetectorTrainingConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     grad_checkpointing: bool = False  # recompute backbone + encoder in backward (less memory, ~1/3 more time)
-
-
-def build_criterion(num_classes: int, loss: LossConfig) -> SetCriterion:
-    matcher = HungarianMatcher(loss.set_cost_class, loss.set_cost_bbox, loss.set_cost_giou,
-                               loss.focal_alpha, loss.focal_gamma)
-    return SetCriterion(num_classes, matcher, loss.cls_loss_coef, loss.bbox_loss_coef, loss.giou_loss_coef,
-                        loss.focal_alpha, loss.focal_gamma)
+    size_divisibility: int = 1        # pad batched frames to a multiple of this (64 on CPU: few kernel shapes, much faster)
 
 
 class DetectorTraining(nn.Module):
@@ -69,7 +49,7 @@ class DetectorTraining(nn.Module):
         Returns the unweighted terms plus their weighted sum under "loss".
         """
         frames = [frame for clip in clips for frame in clip]
-        images, masks = pad_images([image for image, _ in frames])
+        images, masks = pad_images([image for image, _ in frames], self.cfg.size_divisibility)
         # Boxes are normalised by each image's own size; padding only extends the canvas, and
         # the model predicts relative to the valid region (valid ratios), so they stay as they are.
         targets = [{"labels": t["labels"].to(torch.int64), "boxes": t["boxes"].float()} for _, t in frames]

@@ -32,8 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from trackformers.models.criterion import num_boxes_normalizer
+from trackformers.models.criterion import LossConfig, num_boxes_normalizer  # noqa: F401 (LossConfig: for trackers)
 from trackformers.models.deformable_transformer import EncoderOutput
+from trackformers.models.detector import pad_images  # noqa: F401 (also for trackers)
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 # Per-row tensor fields of TrackState, in declaration order (`memory` is handled alongside).
@@ -343,23 +344,6 @@ def insert_false_positives(frame: TrackState, tracks: Tensor, fp_ratio: float) -
 # ---------------------------------------------------------------------------------------
 # Batching frames
 # ---------------------------------------------------------------------------------------
-def pad_images(images: list[Tensor], size_divisibility: int = 1) -> tuple[Tensor, Tensor]:
-    """Images (3, H_i, W_i) -> zero-padded batch (B, 3, H, W) and mask (B, H, W), True on padding.
-
-    H and W are the largest sizes rounded up to a multiple of `size_divisibility` (MeMOTR's
-    official loader pads to 32; MOTR's to the largest image only, i.e. 1).
-    """
-    d = max(int(size_divisibility), 1)
-    H = -(-max(im.shape[1] for im in images) // d) * d
-    W = -(-max(im.shape[2] for im in images) // d) * d
-    batch = images[0].new_zeros(len(images), 3, H, W)
-    mask = torch.ones(len(images), H, W, dtype=torch.bool, device=images[0].device)
-    for i, im in enumerate(images):
-        batch[i, :, :im.shape[1], :im.shape[2]] = im
-        mask[i, :im.shape[1], :im.shape[2]] = False
-    return batch, mask
-
-
 # ---------------------------------------------------------------------------------------
 # Settings every tracker has
 # ---------------------------------------------------------------------------------------
@@ -375,19 +359,6 @@ class InputConfig:
     resize_rule: str = "motr"
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-
-
-@dataclass
-class LossConfig:
-    """Set-loss weights and Hungarian matching costs (focal class cost, L1, GIoU)."""
-    cls_loss_coef: float = 2.0
-    bbox_loss_coef: float = 5.0
-    giou_loss_coef: float = 2.0
-    set_cost_class: float = 2.0
-    set_cost_bbox: float = 5.0
-    set_cost_giou: float = 2.0
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
 
 
 # ---------------------------------------------------------------------------------------

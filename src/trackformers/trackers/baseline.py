@@ -20,7 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from trackformers.models.detector import DetectorConfig
-from trackformers.models.train_detector import DetectorTraining, LossConfig
+from trackformers.models.criterion import LossConfig
+from trackformers.models.train_detector import DetectorTraining
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 from trackformers.trackers.motr import InputConfig
 
@@ -40,6 +41,7 @@ class IoUBaselineConfig:
     miss_tolerance: int = 5        # a track unmatched this many frames in a row ends
     max_detections: int = 100      # most confident detections kept per frame
     grad_checkpointing: bool = False  # accepted for the training engine; the detector trains without it
+    size_divisibility: int = 1     # pad batched training frames to a multiple of this (as motr-synth: 64)
 
 
 @dataclass

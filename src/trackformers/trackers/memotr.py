@@ -20,12 +20,11 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from trackformers.config import to_dict
-from trackformers.models.criterion import SetCriterion
+from trackformers.models.criterion import build_criterion
 from trackformers.models.dab import AnchorQueryPos, DABDecoder, DABDeformableDETR, DABDetectorConfig, anchor_sine_embed
 from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer, EncoderOutput
 from trackformers.models.detector import DeformableDETR, DetectorConfig
 from trackformers.models.heads import MLP
-from trackformers.models.matcher import HungarianMatcher
 from trackformers.ops.box_ops import inverse_sigmoid
 from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
                                        insert_false_positives, match_tracklets, pad_images, report_mask,
@@ -247,10 +246,7 @@ class MeMOTR(QueryTracker):
         self.query_updater = QueryUpdater(d.hidden_dim, d.dim_feedforward, d.nheads, d.dropout, cfg.update_thresh,
                                           cfg.memory_lambda, learned_query_pos=not cfg.use_dab,
                                           eps=d.inverse_sigmoid_eps)
-        c = cfg.loss
-        matcher = HungarianMatcher(c.set_cost_class, c.set_cost_bbox, c.set_cost_giou, c.focal_alpha, c.focal_gamma)
-        self.criterion = SetCriterion(d.num_classes, matcher, c.cls_loss_coef, c.bbox_loss_coef, c.giou_loss_coef,
-                                      c.focal_alpha, c.focal_gamma)
+        self.criterion = build_criterion(d.num_classes, cfg.loss)
 
     # -- state ------------------------------------------------------------------------
     def _memory(self, n: int, like: Tensor) -> dict[str, Tensor]:

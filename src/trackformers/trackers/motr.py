@@ -21,9 +21,8 @@ from torch import Tensor, nn
 
 from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
                                                         DeformableTransformerDecoderLayer, EncoderOutput, with_pos)
-from trackformers.models.criterion import SetCriterion
+from trackformers.models.criterion import build_criterion
 from trackformers.models.detector import DeformableDETR, DetectorConfig
-from trackformers.models.matcher import HungarianMatcher
 from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
                                         match_tracklets, report_mask, runtime_update)
 from trackformers.trackers.qim import QueryInteraction, select_tracks
@@ -122,10 +121,7 @@ class MOTR(QueryTracker):
         d = cfg.detector
         self.qim = QueryInteraction(d.hidden_dim, cfg.qim.hidden_dim, d.nheads, cfg.qim.dropout,
                                     cfg.qim.update_query_pos, d.inverse_sigmoid_eps)
-        c = cfg.loss
-        matcher = HungarianMatcher(c.set_cost_class, c.set_cost_bbox, c.set_cost_giou, c.focal_alpha, c.focal_gamma)
-        self.criterion = SetCriterion(d.num_classes, matcher, c.cls_loss_coef, c.bbox_loss_coef, c.giou_loss_coef,
-                                      c.focal_alpha, c.focal_gamma)
+        self.criterion = build_criterion(d.num_classes, cfg.loss)
 
     # -- state ------------------------------------------------------------------------
     def new_state(self) -> TrackState:

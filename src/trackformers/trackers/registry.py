@@ -31,7 +31,7 @@ METHODS = {
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 # Built-in models: name -> (file stem in WEIGHTS_DIR, how to make it when it is missing).
-_SYNTH_SIMPLE = "trackformers synth --preset simple --out data/synth/simple --seqs 16 --frames 100 --size 640x360 --seed 0"
+_SYNTH_SIMPLE = "trackformers synth --preset simple --out data/synth/simple --seqs 24 --frames 100 --size 640x360 --seed 0"
 BUILTIN = {
     "motr-synth": ("motr-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/motr/synth_simple.yaml "
                                  "--out runs/motr-synth --resume --export motr-synth"),
