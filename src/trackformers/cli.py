@@ -37,13 +37,20 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{help_} (default: %(default)s)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line naming the problem, and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class UsageError(Exception):
     """Bad command-line usage: reported as one line, exit code 2."""
 
 
 def _parser_for(name: str, prog: str) -> argparse.ArgumentParser:
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"{prog} {name}",
         description=(module.__doc__ or COMMANDS[name][1]).strip().splitlines()[0],
         formatter_class=_HelpFormatter,
