@@ -97,7 +97,11 @@ def test_detector_pretraining_config_runs_in_the_engine(tmp_path):
             "--set", "data.crop_scales=[64]", "--set", "data.crop_size=[48,64]", "--set", "device=cpu"]
     assert cli_main(args) == 0
     detector = load_detector(out / "last")
-    assert detector.cfg.num_queries == 30 and detector.cfg.with_box_refine
+    import yaml
+    with open(config) as f:
+        expected = yaml.safe_load(f)["model"]["detector"]
+    assert detector.cfg.num_queries == expected["num_queries"] and detector.cfg.with_box_refine
+    assert detector.cfg.num_feature_levels == expected["num_feature_levels"]
 
 
 def test_grad_checkpointing_gives_the_same_gradients():
