@@ -4,7 +4,9 @@ The file is a list of frames `{"name", "videoName", "frameIndex", "labels": [...
 is `{"id", "category", "attributes": {"occluded", "truncated", "crowd"}, "box2d": {"x1",
 "y1", "x2", "y2"}}`. Eight classes are tracked; "other person", "other vehicle" and
 "trailer" are ignore regions (BDD100K's evaluation ignores matches to them), and so are
-labels flagged `crowd`. Result files use the same layout with an optional `score`. No torch.
+labels flagged `crowd`. Result files use the same layout with an optional `score`.
+TrackEval's spelling of the same layout (`index` for `frameIndex`, `Crowd`, no `name`) is read
+too, so the evaluator reads BDD100K files through this module. No torch.
 """
 from __future__ import annotations
 
@@ -60,19 +62,20 @@ def _parse_label(label: dict, where: str) -> tuple[str, str, list[float], dict, 
 
 
 def _parse_frame(frame: dict, where: str) -> BddFrame:
-    if not isinstance(frame, dict) or "name" not in frame or "frameIndex" not in frame:
-        raise ValueError(f"{where}: a frame needs 'name' and 'frameIndex'")
+    index_key = "frameIndex" if isinstance(frame, dict) and "frameIndex" in frame else "index"
+    if not isinstance(frame, dict) or index_key not in frame:
+        raise ValueError(f"{where}: a frame needs 'frameIndex' (or TrackEval's 'index')")
     parsed = [_parse_label(lab, f"{where} label {k}") for k, lab in enumerate(frame.get("labels") or [])]
     attrs = [p[3] for p in parsed]
     scores = [p[4] for p in parsed]
     return BddFrame(
-        name=str(frame["name"]),
+        name=str(frame.get("name", "")),
         video_name=str(frame.get("videoName", "")),
-        frame_index=int(frame["frameIndex"]),
+        frame_index=int(frame[index_key]),
         ids=[p[0] for p in parsed],
         categories=[p[1] for p in parsed],
         boxes=np.array([p[2] for p in parsed], dtype=np.float64).reshape(-1, 4),
-        crowd=np.array([bool(a.get("crowd", False)) for a in attrs], dtype=bool),
+        crowd=np.array([bool(a.get("crowd", a.get("Crowd", False))) for a in attrs], dtype=bool),
         occluded=np.array([bool(a.get("occluded", False)) for a in attrs], dtype=bool),
         truncated=np.array([bool(a.get("truncated", False)) for a in attrs], dtype=bool),
         scores=None if not parsed or any(s is None for s in scores) else np.array(scores, dtype=np.float64),

@@ -1,17 +1,15 @@
 """BDD100K box-tracking JSON (one file per video) as rows for the evaluator.
 
-A file is a list of frames, each `{"index" or "frameIndex": k, "labels": [{"id", "category",
-"box2d": {"x1", "y1", "x2", "y2"}, "attributes": {"crowd" or "Crowd": bool}}]}` (the official
-scalabel export and TrackEval's layout both read). As TrackEval does, frames are ordered by
-index and numbered by position, the ground truth fixes the video's length and a prediction
-file must have the same number of frames; ids are integers written as strings.
+The files are read by `trackformers.data.bdd` (the official scalabel export and TrackEval's
+spelling). As TrackEval does, frames are ordered by index and numbered by position, the ground
+truth fixes the video's length and a prediction file must have the same number of frames; ids
+are integers written as strings.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from trackformers.data.bdd import read_bdd_video
 from trackformers.eval.benchmarks import BDD_CATEGORIES
 from trackformers.eval.sequence import Locate, duplicate
 
@@ -22,30 +20,19 @@ def read_bdd_json(path: str, num_frames: int | None = None) -> tuple[np.ndarray,
     """(rows, number of frames): rows (N, 9) frame (1-based), id, x0, y0, x1, y1 (corners),
     conf (0 for a crowd box, else 1), class id (`benchmarks.BDD_CATEGORIES`), -1; sorted by frame.
     `num_frames`: the length the file must have (predictions)."""
-    try:
-        with open(path) as f:
-            frames = json.load(f)
-        frames = sorted(frames, key=lambda fr: fr["frameIndex"] if "frameIndex" in fr else fr["index"])
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a BDD100K tracking JSON file ({e.__class__.__name__}: {e})") from None
+    frames = read_bdd_video(path)
     if num_frames is not None and len(frames) != num_frames:
         raise ValueError(f"{path}: {len(frames)} frames, the ground truth has {num_frames}")
     rows = []
     for t, frame in enumerate(frames, 1):
-        for label in frame.get("labels") or []:
-            where = f"{path}: frame {t}"
+        for tid, category, box, crowd in zip(frame.ids, frame.categories, frame.boxes, frame.crowd):
+            if category not in CLASS_IDS:
+                raise ValueError(f"{path}: frame {t}: unknown category {category!r}")
             try:
-                box = label["box2d"]
-                attributes = label.get("attributes") or {}
-                crowd = bool(attributes.get("crowd", attributes.get("Crowd", False)))
-                rows.append((t, int(label["id"]), float(box["x1"]), float(box["y1"]), float(box["x2"]),
-                             float(box["y2"]), 0.0 if crowd else 1.0, CLASS_IDS[label["category"]], -1.0))
-            except KeyError as e:
-                raise ValueError(f"{where}: label without {e} (or unknown category)") from None
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{where}: malformed label ({e})") from None
+                tid = int(tid)
+            except ValueError:
+                raise ValueError(f"{path}: frame {t}: id {tid!r} is not an integer") from None
+            rows.append((t, tid, *box, 0.0 if crowd else 1.0, CLASS_IDS[category], -1.0))
     out = np.array(rows, dtype=np.float64).reshape(-1, 9)
     if not np.isfinite(out).all():
         raise ValueError(f"{path}: frame {int(out[~np.isfinite(out).all(1)][0, 0])}: box value is NaN or infinite")
