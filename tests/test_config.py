@@ -16,6 +16,7 @@ class Outer:
     name: str = "x"
     flag: bool = False
     inner: Inner = field(default_factory=Inner)
+    tuned: Inner = field(default_factory=lambda: Inner(lr=0.5, steps=[7]))  # defaults unlike Inner's
 
 
 def test_overrides_parse_yaml_scalars_and_nest():
@@ -49,3 +50,9 @@ def test_load_yaml_file(tmp_path):
     assert (cfg.name, cfg.inner.steps, cfg.flag) == ("z", [5], True)
     with pytest.raises(FileNotFoundError):
         load(Outer, tmp_path / "missing.yaml")
+
+
+def test_partial_section_keeps_the_fields_own_defaults():
+    cfg = from_dict(Outer, {"tuned": {"lr": 0.25}})
+    assert cfg.tuned.lr == 0.25 and cfg.tuned.steps == [7]  # not Inner's [10, 20]
+    assert replace(Outer(), ["tuned.steps=[1]"]).tuned.lr == 0.5

@@ -78,8 +78,24 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     if unknown:
         names = ", ".join(f"{prefix}.{k}" if prefix else k for k in unknown)
         raise ConfigError(f"unknown config key {names} (known: {', '.join(types)})")
-    kwargs = {k: _coerce(v, types[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        default = _default(fields[k])
+        if isinstance(v, dict) and dataclasses.is_dataclass(default):
+            # A partial section overrides only what it names: the rest keeps the defaults of
+            # *this* field (e.g. MeMOTR's detector), not those of the section's class.
+            v = merge(to_dict(default), v)
+        kwargs[k] = _coerce(v, types[k], f"{prefix}.{k}" if prefix else k)
     return cls(**kwargs)
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def to_dict(cfg: Any) -> dict:
