@@ -45,7 +45,7 @@ def draw_tracks(image: np.ndarray, tracks: FrameTracks, trails: Trails | dict | 
     """A copy of RGB uint8 `image` with each track's box, id label and (optional) trail."""
     out = np.ascontiguousarray(image, dtype=np.uint8).copy()
     points = trails.points if isinstance(trails, Trails) else (trails or {})
-    scale = max(0.4, min(out.shape[:2]) / 800)
+    font_scale = max(0.5, min(out.shape[:2]) / 900)  # readable at 360p, grows with the frame
     for tid, box in zip(tracks.ids.tolist(), tracks.boxes):
         color = id_color(tid)
         x1, y1, x2, y2 = (int(round(v)) for v in box)
@@ -54,10 +54,10 @@ def draw_tracks(image: np.ndarray, tracks: FrameTracks, trails: Trails | dict | 
         if len(trail) > 1:
             cv2.polylines(out, [np.array(trail, dtype=np.int32)], False, color, max(1, thickness - 1))
         label = str(tid)
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, 1)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         ty = max(y1, th + base)
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 2, ty), color, -1)
-        cv2.putText(out, label, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(out, label, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 
