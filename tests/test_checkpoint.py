@@ -30,3 +30,13 @@ def test_official_nested_fp16_is_cast(tmp_path):
     torch.save({"model": {"w": torch.ones(2, dtype=torch.float16), "n": torch.tensor(3)}}, p)
     sd = load_official(p)
     assert sd["w"].dtype == torch.float32 and sd["n"].dtype == torch.int64
+
+
+def test_files_get_a_plain_files_mode(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        stem = save_model(tmp_path / "m", {"x": torch.zeros(1)}, {})
+    finally:
+        os.umask(umask)
+    assert (stem.with_suffix(".safetensors").stat().st_mode & 0o777) == 0o644
