@@ -19,7 +19,7 @@ from trackformers.data.synthetic import parse_size
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 DEMO_SIZE = (640, 360)     # frame size WxH of the synthetic sets motr-synth is trained on
-DEMO_FRAMES = 60           # motr-synth runs ~1.2 s per frame on 2 busy CPU cores: ~80 s for the whole demo
+DEMO_FRAMES = 150          # motr-synth runs ~5-7 frames/s on one busy CPU core: well under a minute
 DEMO_SEED_MIN = 1_000_000  # fresh demo seeds start here, far above the seeds used for training sets
 
 
