@@ -24,7 +24,7 @@ def test_demo_without_weights_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "motr-synth" in err and "trackformers train configs/motr/synth_simple.yaml" in err
+    assert "motr-synth" in err and "trackformers train configs/motr/synth.yaml" in err
     assert not (tmp_path / "demo").exists()  # failed before generating anything
 
 

@@ -18,7 +18,7 @@ from trackformers.trackers.qim import insert_false_positives, select_tracks
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "motr"
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-# synth_simple.yaml's model, shrunk further so that a few dozen steps run in seconds
+# synth.yaml's model, shrunk further so that a few dozen steps run in seconds
 TINY = {"detector": {"backbone_width": 16, "hidden_dim": 64, "nheads": 4, "enc_layers": 1, "dec_layers": 2,
                      "dim_feedforward": 128, "num_queries": 16},
         "qim": {"hidden_dim": 128, "random_drop": 0.0, "fp_ratio": 0.0},  # augmentation: tested below
@@ -44,7 +44,7 @@ def _clip(tmp_path, frames=3, size=(128, 96)):
 
 
 def _tiny_motr() -> MOTR:
-    model_cfg = merge(load_yaml(CONFIGS / "synth_simple.yaml")["model"], TINY)
+    model_cfg = merge(load_yaml(CONFIGS / "synth.yaml")["model"], TINY)
     model_cfg.pop("method")
     return MOTR(from_dict(MOTR.Config, model_cfg))
 

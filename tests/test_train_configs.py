@@ -22,11 +22,15 @@ def test_config_loads_and_its_model_config_is_valid(path):
 
 def test_configs_exist_for_every_method_and_the_synthetic_presets():
     names = {f"{p.parent.name}/{p.stem}" for p in CONFIGS}
-    assert {"motr/dancetrack", "motr/sportsmot", "motr/mot17", "motr/synth_simple", "baseline/synth_simple"} <= names
+    assert {"motr/dancetrack", "motr/sportsmot", "motr/mot17", "motr/synth", "memotr/synth", "baseline/synth"} <= names
 
 
 def test_baseline_uses_the_detector_and_input_size_of_motr_synth():
     root = Path(__file__).resolve().parents[1] / "configs"
-    motr, base = load(TrainConfig, root / "motr/synth_simple.yaml"), load(TrainConfig, root / "baseline/synth_simple.yaml")
+    motr, base = load(TrainConfig, root / "motr/synth.yaml"), load(TrainConfig, root / "baseline/synth.yaml")
     assert base.model["detector"] == motr.model["detector"] and base.model["input"] == motr.model["input"]
     assert base.data.datasets == motr.data.datasets and base.data.scales == motr.data.scales
+    memotr = load(TrainConfig, root / "memotr/synth.yaml")  # the same size, data and schedule as motr-synth
+    assert memotr.model["input"] == motr.model["input"]
+    assert (memotr.data.datasets, memotr.data.sampler, memotr.data.scales) == (motr.data.datasets, motr.data.sampler, motr.data.scales)
+    assert (memotr.optim, memotr.epochs, memotr.batch_size) == (motr.optim, motr.epochs, motr.batch_size)

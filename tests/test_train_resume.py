@@ -60,6 +60,16 @@ def test_model_file_of_a_training_checkpoint_loads_as_a_tracker(tmp_path):
     assert not model.training
 
 
+def test_a_run_of_no_steps_writes_its_pretrained_model(tmp_path):
+    # `epochs: 0` + `pretrained:` assembles a model file from another's weights (the IoU baseline
+    # on a trained tracker's detector), ready for --export.
+    from trackformers.trackers.registry import load_model_file
+    trained = train(tiny_train_config(str(tmp_path / "a"), max_steps=3))
+    train(tiny_train_config(str(tmp_path / "b"), epochs=0, pretrained=str(tmp_path / "a" / "last")))
+    model, meta = load_model_file(tmp_path / "b" / "last")
+    _assert_same_tensors(model.state_dict(), trained.state_dict())
+    assert meta["provenance"]["step"] == 0
+
 def test_optimizer_groups_and_schedule():
     from test_engine_fakes import TinyTracker, TinyConfig
     model = TinyTracker(TinyConfig())

@@ -1,8 +1,8 @@
 """Train a tracker (or a detector) from a YAML config.
 
-    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth [--set optim.lr=1e-4]
-    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --resume
-    trackformers train configs/motr/synth_simple.yaml --out runs/motr-synth --resume --export motr-synth
+    trackformers train configs/motr/synth.yaml --out runs/motr-synth [--set optim.lr=1e-4]
+    trackformers train configs/motr/synth.yaml --out runs/motr-synth --resume
+    trackformers train configs/motr/synth.yaml --out runs/motr-synth --resume --export motr-synth
     torchrun --nproc_per_node 8 -m trackformers.cli train configs/motr/dancetrack.yaml --out runs/dance
 
 The loop is deliberately plain: seed, build, (resume), then for each epoch set the learning
@@ -315,8 +315,8 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
         if cfg.keep_interval and epoch % cfg.keep_interval == 0:
             save(f"epoch_{epoch:04d}")
         save("last")
-    if step_in_epoch > 0:  # stopped inside an epoch: `last` resumes from there
-        save("last")
+    if step_in_epoch > 0 or step == 0:  # stopped inside an epoch: `last` resumes from there;
+        save("last")                      # no step at all (epochs: 0): the initial, e.g. pretrained, model
     logger.close()
     du.cleanup(info)
     return model

@@ -60,7 +60,7 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"method": "motr"})  # {method: NAME, ...the method's config...}
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    epochs: int = 200
+    epochs: int = 200                      # 0: no training, `last` is the (pretrained) initial model
     batch_size: int = 1                    # clips per process
     max_steps: int = 0                     # stop after this many optimizer steps in total (0: run all epochs)
     amp: bool = False                      # bf16 autocast on CUDA (ignored on CPU)

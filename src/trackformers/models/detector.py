@@ -194,7 +194,7 @@ def load_detector(path, device="cpu") -> DeformableDETR:
     `{"method": "deformable_detr", ...DetectorConfig...}`; `--from dab_deformable_detr`: a
     DABDeformableDETR with its DABDetectorConfig) and any model file whose config has
     a `detector` section and whose weights hold exactly the detector under `detector.` (one
-    trained with `models.train_detector`, e.g. by `configs/detector/synth_simple.yaml`)."""
+    trained with `models.train_detector`, e.g. by `configs/baseline/synth.yaml`)."""
     from trackformers.checkpoint import load_model
     from trackformers.config import ConfigError, from_dict
 

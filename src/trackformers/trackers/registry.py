@@ -31,14 +31,17 @@ METHODS = {
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 # Built-in models: name -> (file stem in WEIGHTS_DIR, how to make it when it is missing).
-_SYNTH_SIMPLE = "trackformers synth --preset simple --out data/synth/simple --seqs 24 --frames 100 --size 640x360 --seed 0"
+_SYNTH = ("trackformers synth --preset simple --out data/synth/simple --seqs 12 --frames 100 --size 640x360 --seed 0 && "
+          "trackformers synth --preset dance --out data/synth/dance --seqs 12 --frames 100 --size 640x360 --seed 0 && "
+          "trackformers train configs/baseline/synth.yaml --out runs/detector-synth")
 BUILTIN = {
-    "motr-synth": ("motr-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/motr/synth_simple.yaml "
-                                 "--out runs/motr-synth --resume --export motr-synth"),
-    "iou-baseline-synth": ("iou-baseline-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/baseline/synth_simple.yaml "
-                                                 "--out runs/iou-baseline-synth --resume --export iou-baseline-synth"),
-    "memotr-synth": ("memotr-synth", f"{_SYNTH_SIMPLE} && trackformers train configs/memotr/synth_simple.yaml "
-                                     "--out runs/memotr-synth --resume --export memotr-synth"),
+    "motr-synth": ("motr-synth", f"{_SYNTH} && trackformers train configs/motr/synth.yaml --out runs/motr-synth "
+                                 "--resume --set pretrained=runs/detector-synth/last --export motr-synth"),
+    "memotr-synth": ("memotr-synth", f"{_SYNTH} && trackformers train configs/memotr/synth.yaml --out runs/memotr-synth "
+                                     "--resume --set pretrained=runs/detector-synth/last --export memotr-synth"),
+    "iou-baseline-synth": ("iou-baseline-synth", "(make motr-synth first) trackformers train configs/baseline/synth.yaml "
+                           "--out runs/iou-baseline-synth --set epochs=0 --set pretrained=runs/motr-synth/last "
+                           "--export iou-baseline-synth"),
 }
 
 
