@@ -62,6 +62,19 @@ def test_bench_reports_metrics_and_fps_per_preset_and_model(tmp_path, tiny_model
     assert report["simple"][str(yaml_cfg)]["frames"] == 3 and report["simple"][str(yaml_cfg)]["fps"] > 0
 
 
+def test_bench_command_prints_one_table_of_every_model_and_preset(tmp_path, tiny_model, capsys):
+    args = ["bench", "--models", tiny_model, tiny_model + ".safetensors", "--presets", "simple", "dance",
+            "--seqs", "1", "--frames", "3", "--size", "96x64", "--device", "cpu", "--json", str(tmp_path / "r.json")]
+    assert cli.main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["set", "model", "HOTA", "DetA", "AssA", "MOTA", "IDF1", "FPS"]
+    rows = [line.split() for line in lines[1:-1] if not line.startswith("-")]
+    assert [r[:2] for r in rows] == [[p, m] for p in ("simple", "dance") for m in (tiny_model, tiny_model + ".safetensors")]
+    for preset, model, *cells in rows:
+        r = report[preset][model]
+        assert cells == [f"{100 * r[k]:.1f}" for k in ("HOTA", "DetA", "AssA", "MOTA", "IDF1")] + [f"{r['fps']:.1f}"]
+
 def test_train_export_makes_a_loadable_model(tmp_path, monkeypatch):
     from trackformers.engine.train import export_model, train
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")

@@ -1,6 +1,7 @@
-"""Accuracy and speed of tracking models on held-out synthetic sets, as JSON.
+"""Accuracy and speed of tracking models on held-out synthetic sets: a table, and JSON.
 
-    trackformers bench --models motr-synth iou-baseline-synth --presets simple dance --json bench.json
+    trackformers bench                      # every installed built-in model on `simple` and `dance`
+    trackformers bench --models motr-synth memotr-synth iou-baseline-synth --json bench.json
 
 For each preset a test split is generated with seeds never used in training (`HELDOUT_SEED`
 and up), every model tracks it, and the results are scored like `trackformers eval` does:
@@ -73,14 +74,36 @@ def run_benchmark(models: list[str], presets: list[str], seqs: int, frames: int,
     return report
 
 
+def format_report(report: dict) -> str:
+    """One row per preset and model: the metrics in percent and the FPS."""
+    rows = [(preset, model, r) for preset, models in report.items() if preset != "setup" for model, r in models.items()]
+    pw, mw = max(len("set"), *(len(p) for p, _, _ in rows)), max(len("model"), *(len(m) for _, m, _ in rows))
+    lines = [" ".join([f"{'set':<{pw}}", f"{'model':<{mw}}", *(f"{k:>6}" for k in METRICS), f"{'FPS':>7}"])]
+    for i, (preset, model, r) in enumerate(rows):
+        if i and preset != rows[i - 1][0]:
+            lines.append("-" * len(lines[0]))
+        lines.append(" ".join([f"{preset:<{pw}}", f"{model:<{mw}}", *(f"{100 * r[k]:>6.1f}" for k in METRICS),
+                               f"{r['fps']:>7.1f}"]))
+    setup = report["setup"]
+    lines.append(f"({setup['seqs']} x {setup['frames']} frames of {setup['size'][0]}x{setup['size'][1]} per set, "
+                 f"seed {setup['seed']}, {setup['gpu'] or setup['device']}, {setup['threads']} threads)")
+    return "\n".join(lines)
+
+
+def installed_builtins() -> list[str]:
+    from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR
+    return [name for name, (stem, _) in BUILTIN.items() if (WEIGHTS_DIR / stem).with_suffix(".safetensors").is_file()]
+
+
 def _safe(name: str) -> str:
     """A folder name for a model's results: the file name of a path, the name of a built-in."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", default=["motr-synth", "iou-baseline-synth"],
-                        help="built-in model names, model files, or training configs (.yaml: untrained, for speed)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="built-in model names, model files, or training configs (.yaml: untrained, for speed); "
+                             "default: every installed built-in model")
     parser.add_argument("--presets", nargs="+", default=["simple", "dance"], help="synthetic presets")
     parser.add_argument("--seqs", type=int, default=4, help="sequences per preset")
     parser.add_argument("--frames", type=int, default=100, help="frames per sequence")
@@ -88,14 +111,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="seed of the held-out sets")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--work-dir", default=None, help="keep the generated data and results here")
-    parser.add_argument("--json", default=None, help="also write the JSON report to this file")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write the full JSON report to this file ('-': print it instead of the table)")
 
 
 def run(args: argparse.Namespace) -> int:
-    report = run_benchmark(args.models, args.presets, args.seqs, args.frames, args.size, args.seed,
+    models = args.models or installed_builtins()
+    if not models:
+        raise FileNotFoundError("no built-in model is installed: name model files with --models")
+    report = run_benchmark(models, args.presets, args.seqs, args.frames, args.size, args.seed,
                            args.device, args.work_dir)
     text = json.dumps(report, indent=2)
-    print(text)
+    if args.json == "-":
+        print(text)
+        return 0
+    print(format_report(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
