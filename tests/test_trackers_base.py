@@ -91,6 +91,18 @@ def test_runtime_update_matches_the_official_loop(thresholds):
             ids=torch.full((10,), -1), misses=torch.zeros(10, dtype=torch.long), next_id=0)])
 
 
+def test_birth_nms_keeps_detections_off_tracks_seen_this_frame():
+    # rows: a seen track, a missed track (score under miss_thresh), and three candidates: on the
+    # seen track (IoU 0.81), on the missed one (IoU 1), and on nothing. Hand-worked IoUs.
+    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2],
+                          [0.31, 0.31, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2], [0.5, 0.1, 0.1, 0.1]])
+    s = _state(5).replace(ids=torch.tensor([3, 4, -1, -1, -1]), scores=torch.tensor([0.9, 0.2, 0.9, 0.9, 0.9]),
+                          boxes=boxes, misses=torch.zeros(5, dtype=torch.long), next_id=10)
+    # (0.19 * 0.19) / (2 * 0.04 - 0.19 * 0.19) = 0.8223
+    assert runtime_update(s, 0.5, 0.5, 0.5, 5).ids.tolist() == [3, 4, 10, 11, 12]         # off: all born
+    assert runtime_update(s, 0.5, 0.5, 0.5, 5, birth_nms_iou=0.82).ids.tolist() == [3, 4, -1, 10, 11]
+    assert runtime_update(s, 0.5, 0.5, 0.5, 5, birth_nms_iou=0.83).ids.tolist() == [3, 4, 10, 11, 12]
+
 def test_report_mask_thresholds_score_and_pixel_area():
     s = _state(3).replace(ids=torch.tensor([0, 1, -1]), scores=torch.tensor([0.9, 0.9, 0.9]),
                           boxes=torch.tensor([[0.5, 0.5, 0.1, 0.1], [0.5, 0.5, 0.01, 0.01], [0.5, 0.5, 0.5, 0.5]]))

@@ -180,11 +180,14 @@ def assign_new_ids(ids: Tensor, born: Tensor, next_id: int) -> tuple[Tensor, int
 
 
 def runtime_update(state: TrackState, birth_thresh: float, keep_thresh: float, miss_thresh: float,
-                   miss_tolerance: int, candidates: Tensor | None = None) -> TrackState:
+                   miss_tolerance: int, candidates: Tensor | None = None, birth_nms_iou: float = 1.0) -> TrackState:
     """One frame of the inference lifecycle on `state.scores` (official runtime trackers).
 
     - misses reset to 0 for every row with score >= keep_thresh;
-    - a candidate row (default: id == -1) with score >= birth_thresh is born with a new id;
+    - a candidate row (default: id == -1) with score >= birth_thresh is born with a new id,
+      unless its box overlaps a track seen this frame (score >= miss_thresh) with IoU >=
+      birth_nms_iou (Trackformer's detection NMS against tracks; 1.0, the default, never does:
+      MOTR and MeMOTR rely on their training alone to keep detect queries off tracked objects);
     - a track (id >= 0 before this frame) with score < miss_thresh is missed once more; once
       its misses reach `miss_tolerance` its id becomes -1 (dead; the caller drops it);
     - ages: 0 for the newborn, +1 for every other track.
@@ -198,6 +201,10 @@ def runtime_update(state: TrackState, birth_thresh: float, keep_thresh: float, m
     misses = torch.where(scores >= keep_thresh, torch.zeros_like(state.misses), state.misses)
     born = candidates & ~tracked & (scores >= birth_thresh)
     missed = tracked & (scores < miss_thresh)
+    if birth_nms_iou < 1.0 and born.any():
+        xyxy = box_cxcywh_to_xyxy(state.boxes)
+        seen = tracked & ~missed
+        born &= ~((box_iou(xyxy, xyxy)[0] >= birth_nms_iou) & seen[None, :]).any(1)
     misses = misses + missed.long()
     dead = missed & (misses >= miss_tolerance)
     ids, next_id = assign_new_ids(ids, born, state.next_id)

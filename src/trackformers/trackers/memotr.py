@@ -148,6 +148,7 @@ class MeMOTRConfig:
     track_score_thresh: float = 0.5    # a track whose own-label score is below is missed
     result_score_thresh: float = 0.5   # report tracks with max score > this
     miss_tolerance: int = 30           # a track dies after this many consecutive misses
+    birth_nms_iou: float = 1.0         # no birth overlapping a seen track this much (1.0: off, as the original)
     area_threshold: float = 100.0      # report boxes with area > this (original-image pixels)
     size_divisibility: int = 32        # zero-pad images to a multiple of this (mask on padding), as the original
     grad_checkpointing: bool = False   # recompute backbone + encoder and decoder layers in backward
@@ -323,7 +324,7 @@ class MeMOTR(QueryTracker):
         own = prob.gather(1, rows.memory["labels"][:, None])[:, 0]  # a track is judged on its birth label
         rows = rows.replace(scores=torch.where(is_det, prob.max(-1).values, own))
         rows = runtime_update(rows, c.det_score_thresh, c.track_score_thresh, c.track_score_thresh,
-                              c.miss_tolerance, candidates=is_det)
+                              c.miss_tolerance, candidates=is_det, birth_nms_iou=c.birth_nms_iou)
         born = torch.nonzero(is_det & (rows.ids >= 0)).flatten()
         kept = torch.nonzero(~is_det & (rows.ids >= 0)).flatten()
         babies = self.newborn(dataclasses.replace(out, rows=rows), born)

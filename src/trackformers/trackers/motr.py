@@ -57,6 +57,7 @@ class MOTRConfig:
     score_thresh: float = 0.7        # birth; also resets a track's miss counter
     filter_score_thresh: float = 0.6 # a track below this is missed
     miss_tolerance: int = 5          # misses until a track dies
+    birth_nms_iou: float = 1.0       # no birth overlapping a seen track this much (1.0: off, as the original)
     prob_threshold: float = 0.7      # report tracks with score > this
     area_threshold: float = 100.0    # ... and box area > this (original-image pixels)
     grad_checkpointing: bool = False # recompute backbone + encoder in backward to save memory
@@ -168,7 +169,8 @@ class MOTR(QueryTracker):
     def lifecycle(self, rows: TrackState) -> TrackState:
         """Births, misses and deaths of one frame (official RuntimeTrackerBase)."""
         c = self.cfg
-        return runtime_update(rows, c.score_thresh, c.score_thresh, c.filter_score_thresh, c.miss_tolerance)
+        return runtime_update(rows, c.score_thresh, c.score_thresh, c.filter_score_thresh, c.miss_tolerance,
+                              birth_nms_iou=c.birth_nms_iou)
 
     def report(self, rows: TrackState, image_size: tuple[int, int]) -> dict[str, Tensor]:
         """The tracks to report this frame (score and pixel-area filter), as a result dict."""
