@@ -37,3 +37,10 @@ def test_demo_runs_on_the_builtin_model(tmp_path, capsys):
     (txt,) = [p for p in tmp_path.glob("*.txt")]
     rows = [line.split(",") for line in txt.read_text().splitlines()]
     assert len(rows) == summary["boxes"] and all(1 <= int(r[0]) <= 12 for r in rows)
+
+
+def test_demo_draws_the_preset_asked_for(tmp_path, capsys):
+    _shipped("motr-synth")
+    assert main(["demo", "--preset", "dance", "--seed", "5", "--frames", "4", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert "'dance' video" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "data" / "demo").iterdir() if p.is_dir()] == ["dance0001"]

@@ -2,8 +2,9 @@
 
     trackformers demo                     # a fresh video every time (the seed is printed)
     trackformers demo --seed 3 --out demo/
+    trackformers demo --preset dance --model memotr-synth   # look-alike dancers crossing
 
-Offline and on CPU: the video is drawn by `trackformers.data.synthetic` (preset `simple`), so
+Offline and on CPU: the video is drawn by `trackformers.data.synthetic` (preset `simple` by default), so
 nothing is downloaded; the ground truth comes with it, so the tracking is scored (HOTA, DetA,
 AssA, MOTA, IDF1) exactly as `trackformers eval` scores it.
 """
@@ -15,7 +16,7 @@ import secrets
 import time
 from pathlib import Path
 
-from trackformers.data.synthetic import parse_size
+from trackformers.data.synthetic import PRESETS, parse_size
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1")
 DEMO_SIZE = (640, 360)     # frame size WxH of the synthetic sets motr-synth is trained on
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the synthetic video (default: a fresh one)")
     parser.add_argument("--out", default="demo", help="output folder")
     parser.add_argument("--model", default="motr-synth", help="built-in model name or model file")
+    parser.add_argument("--preset", default="simple", choices=PRESETS,
+                        help="kind of synthetic video (the built-in models know simple and dance)")
     parser.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the video")
     parser.add_argument("--size", type=parse_size, default=DEMO_SIZE, help="frame size WxH")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -42,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_model_file(args.model, device=device)  # first: a missing model fails in one line
     seed = args.seed if args.seed is not None else DEMO_SEED_MIN + secrets.randbelow(2**31 - DEMO_SEED_MIN)
     out = Path(args.out)
-    print(f"demo: synthetic 'simple' video, seed {seed}, {args.frames} frames of {args.size[0]}x{args.size[1]}")
-    names = generate_synthetic(str(out / "data"), "simple", seqs=1, frames=args.frames, size=args.size,
+    print(f"demo: synthetic {args.preset!r} video, seed {seed}, {args.frames} frames of {args.size[0]}x{args.size[1]}")
+    names = generate_synthetic(str(out / "data"), args.preset, seqs=1, frames=args.frames, size=args.size,
                                seed=seed, split="demo")
     tracker = StreamingTracker(model, device, name=args.model)
     t0 = time.perf_counter()
