@@ -90,11 +90,6 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def installed_builtins() -> list[str]:
-    from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR
-    return [name for name, (stem, _) in BUILTIN.items() if (WEIGHTS_DIR / stem).with_suffix(".safetensors").is_file()]
-
-
 def _safe(name: str) -> str:
     """A folder name for a model's results: the file name of a path, the name of a built-in."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
@@ -116,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trackformers.trackers.registry import installed_builtins
     models = args.models or installed_builtins()
     if not models:
         raise FileNotFoundError("no built-in model is installed: name model files with --models")

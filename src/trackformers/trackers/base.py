@@ -17,7 +17,7 @@ queries, and produces the next `TrackState`. Around that step this module provid
   track rows, `track`, `training_loss`, matching and per-layer losses), so that a method
   writes only its own pieces: its detect rows, its decoder call, its target assignment and
   track selection, its runtime.
-- `InputConfig`, `LossConfig`: the inference resize and the set-loss weights every tracker has.
+- `InputConfig`: the inference resize every tracker has (set-loss weights: `models.criterion.LossConfig`).
 
 Nothing here is specific to one method: MOTR, MeMOTR and later trackers differ in how they
 build queries, update them between frames and set their thresholds, not in this bookkeeping.
@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from trackformers.models.criterion import LossConfig, num_boxes_normalizer  # noqa: F401 (LossConfig: for trackers)
+from trackformers.models.criterion import num_boxes_normalizer
 from trackformers.models.deformable_transformer import EncoderOutput
-from trackformers.models.detector import pad_images  # noqa: F401 (also for trackers)
+from trackformers.models.detector import pad_images
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
 
 # Per-row tensor fields of TrackState, in declaration order (`memory` is handled alongside).
@@ -348,9 +348,6 @@ def insert_false_positives(frame: TrackState, tracks: Tensor, fp_ratio: float) -
     return inactive[torch.unique(iou.argmax(0))]
 
 
-# ---------------------------------------------------------------------------------------
-# Batching frames
-# ---------------------------------------------------------------------------------------
 # ---------------------------------------------------------------------------------------
 # Settings every tracker has
 # ---------------------------------------------------------------------------------------

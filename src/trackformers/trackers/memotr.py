@@ -20,15 +20,14 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from trackformers.config import to_dict
-from trackformers.models.criterion import build_criterion
+from trackformers.models.criterion import LossConfig, build_criterion
 from trackformers.models.dab import AnchorQueryPos, DABDecoder, DABDeformableDETR, DABDetectorConfig, anchor_sine_embed
 from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer, EncoderOutput
-from trackformers.models.detector import DeformableDETR, DetectorConfig
+from trackformers.models.detector import DeformableDETR, DetectorConfig, pad_images
 from trackformers.models.heads import MLP
 from trackformers.ops.box_ops import inverse_sigmoid
-from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
-                                       insert_false_positives, match_tracklets, pad_images, report_mask,
-                                       runtime_update)
+from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, QueryTracker, TrackState,
+                                       insert_false_positives, match_tracklets, report_mask, runtime_update)
 
 
 class FFN(nn.Module):

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
                                                         DeformableTransformerDecoderLayer, EncoderOutput, with_pos)
-from trackformers.models.criterion import build_criterion
+from trackformers.models.criterion import LossConfig, build_criterion
 from trackformers.models.detector import DeformableDETR, DetectorConfig
-from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, LossConfig, QueryTracker, TrackState,
+from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, QueryTracker, TrackState,
                                         match_tracklets, report_mask, runtime_update)
 from trackformers.trackers.qim import QueryInteraction, select_tracks
 

@@ -45,6 +45,11 @@ BUILTIN = {
 }
 
 
+def installed_builtins() -> list[str]:
+    """The built-in model names whose files are in WEIGHTS_DIR."""
+    return [name for name, (stem, _) in BUILTIN.items() if (WEIGHTS_DIR / stem).with_suffix(".safetensors").is_file()]
+
+
 def method_class(method: str) -> type[nn.Module]:
     """The tracker class of a method name (`METHODS`) or of a `"module:Class"` path."""
     target = METHODS.get(method, method)
