@@ -1,6 +1,6 @@
 """Tracking accuracy and speed of the built-in models on held-out synthetic sets (JSON).
 
-    python benchmarks/bench_track.py                       # motr-synth vs the IoU baseline, CPU
+    python benchmarks/bench_track.py                       # motr-synth, memotr-synth vs the IoU baseline, CPU
     python benchmarks/bench_track.py --device cuda --json bench_track.json
 
 Prints the `trackformers bench` report plus, for every preset, the ratio of each model's
@@ -30,7 +30,7 @@ def ratios(report: dict, reference: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["motr-synth", "iou-baseline-synth"])
+    p.add_argument("--models", nargs="+", default=["motr-synth", "memotr-synth", "iou-baseline-synth"])
     p.add_argument("--reference", default=None, help="model the ratios divide by (default: the last one)")
     p.add_argument("--presets", nargs="+", default=["simple", "dance"])
     p.add_argument("--seqs", type=int, default=4)
