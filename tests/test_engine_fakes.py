@@ -37,7 +37,8 @@ class TinyTracker(nn.Module):
     """A 'tracker' whose training loss uses dropout (RNG) and whose track() reports scripted boxes.
 
     track(): frame t (1-based) reports ids 0 and 1 (id 1 only from frame 2 on) with normalised
-    cxcywh boxes (0.2 + 0.01 t, 0.3, 0.1, 0.2) and (0.6, 0.5 + 0.01 t, 0.2, 0.1), scores 0.9, 0.8.
+    cxcywh boxes (0.2 + 0.01 t, 0.3, 0.1, 0.2) and (0.6, 0.5 + 0.01 t, 0.2, 0.1), scores 0.9, 0.8,
+    the boxes whose score is below `score_thresh` left out.
     """
 
     Config = TinyConfig
@@ -70,8 +71,9 @@ class TinyTracker(nn.Module):
                 os._exit(17)
             raise RuntimeError(f"simulated crash at frame {t}")
         boxes = torch.tensor([[0.2 + 0.01 * t, 0.3, 0.1, 0.2], [0.6, 0.5 + 0.01 * t, 0.2, 0.1]])
-        keep = slice(0, 1) if t == 1 else slice(0, 2)
-        result = {"ids": torch.tensor([0, 1])[keep], "boxes": boxes[keep], "scores": torch.tensor([0.9, 0.8])[keep],
+        scores = torch.tensor([0.9, 0.8])
+        keep = (scores >= self.cfg.score_thresh) & torch.tensor([True, t > 1])
+        result = {"ids": torch.tensor([0, 1])[keep], "boxes": boxes[keep], "scores": scores[keep],
                   "labels": torch.tensor([0, 0])[keep]}
         return result, {"t": t}
 

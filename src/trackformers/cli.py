@@ -21,6 +21,7 @@ COMMANDS = {
     "synth": ("trackformers.data.synthetic", "write a synthetic MOT benchmark in the DanceTrack layout"),
     "convert": ("trackformers.convert.cli", "convert an official checkpoint (.pth) to a trackformers one"),
     "bench": ("trackformers.engine.bench", "run the built-in speed / accuracy benchmarks"),
+    "tune": ("trackformers.engine.tune", "choose a model's thresholds on validation data; export the tuned model"),
 }
 
 

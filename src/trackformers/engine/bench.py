@@ -37,7 +37,7 @@ def load_for_bench(name: str, overrides: list[str] | None, device: torch.device)
 
 
 def benchmark_model(model_name: str, split_dir: Path, out_dir: Path, device: torch.device,
-                    overrides: list[str] | None = None) -> dict:
+                    overrides: list[str] | None = None, benchmark: str = "generic") -> dict:
     """Track every sequence of `split_dir` with one model; score it against the split's gt."""
     from trackformers import evaluate
     from trackformers.engine.track import track_source
@@ -48,7 +48,7 @@ def benchmark_model(model_name: str, split_dir: Path, out_dir: Path, device: tor
     sequences = track_source(tracker, str(split_dir), out_dir, progress=False)
     frames = sum(s["frames"] for s in sequences.values())
     seconds = sum(s["seconds"] for s in sequences.values())
-    combined = evaluate(str(split_dir), str(out_dir), benchmark="generic")["COMBINED"]
+    combined = evaluate(str(split_dir), str(out_dir), benchmark=benchmark)["COMBINED"]
     return {**{k: round(float(combined[k]), 5) for k in METRICS},
             "fps": round(frames / seconds, 3), "frames": frames, "tracks": sum(s["tracks"] for s in sequences.values())}
 
