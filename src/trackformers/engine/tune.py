@@ -23,6 +23,7 @@ import torch
 
 from trackformers.config import ConfigError
 from trackformers.engine.bench import METRICS, benchmark_model
+from trackformers.eval.benchmarks import BENCHMARKS
 
 
 def candidates(grid: list[str], tries: list[str]) -> list[list[str]]:
@@ -87,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--try", dest="tries", action="append", default=[], metavar="'KEY=V KEY=V'",
                         help="settings that change together, one candidate group (repeatable)")
     parser.add_argument("--metric", default="HOTA", choices=METRICS, help="what to maximise")
-    parser.add_argument("--benchmark", default="generic",
-                        help="evaluation preprocessing, as `trackformers eval --benchmark`")
+    parser.add_argument("--benchmark", default="generic", choices=sorted(BENCHMARKS),
+                        help="evaluation preprocessing and classes, as `trackformers eval --benchmark`")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--export", default=None, metavar="STEM",
                         help="write the model with the best settings to STEM.safetensors + STEM.json")
