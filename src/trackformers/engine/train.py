@@ -35,7 +35,7 @@ from trackformers.engine import distributed as du
 from trackformers.engine.train_config import DataConfig, OptimConfig, TrainConfig
 from trackformers.engine.train_state import (load_training_checkpoint, rng_state, save_training_checkpoint,
                                              set_rng_state)
-from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR, build_tracker, tracker_config
+from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR, build_tracker, export_path, tracker_config
 
 
 # ---------------------------------------------------------------- building blocks
@@ -333,7 +333,7 @@ def export_model(stem: str | Path, name: str, dtype: str = "float32", limit_mb: 
         raise config.ConfigError(f"--export-dtype must be float32 or float16, got {dtype!r}")
     if dtype == "float16":
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    target = Path(name) if ("/" in name or "\\" in name) else WEIGHTS_DIR / name
+    target = export_path(name)
     saved = checkpoint.save_model(target, state, meta["config"], **{**meta["provenance"], "exported_from": str(stem),
                                                                    "weights_dtype": dtype})
     size_mb = saved.with_suffix(".safetensors").stat().st_size / 1e6

@@ -65,14 +65,14 @@ def tune(model: str, val: list[str], settings: list[list[str]], metric: str = "H
 def export(model: str, best: dict, rows: list[dict], val: list[str], metric: str, out: str) -> Path:
     """The model file again with `best` settings in its config and the sweep in its provenance."""
     from trackformers import checkpoint
-    from trackformers.trackers.registry import load_model_file, resolve_model_path, tracker_config
+    from trackformers.trackers.registry import export_path, load_model_file, resolve_model_path, tracker_config
     stem = resolve_model_path(model)
     state, meta = checkpoint.load_model(stem)  # the stored tensors, dtype kept
     tuned, _ = load_model_file(stem, best["settings"])  # validates the settings, fills the full config
     config = tracker_config(tuned, meta["config"]["method"])
     tuning = {"model": model, "val": val, "metric": metric, "best": best["settings"],
               "sweep": [{"score": r["score"], "settings": r["settings"]} for r in rows]}
-    return checkpoint.save_model(out, state, config, **{**meta.get("provenance", {}), "tuning": tuning})
+    return checkpoint.save_model(export_path(out), state, config, **{**meta.get("provenance", {}), "tuning": tuning})
 
 
 def _line(row: dict, metric: str) -> str:
@@ -91,8 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", default="generic", choices=sorted(BENCHMARKS),
                         help="evaluation preprocessing and classes, as `trackformers eval --benchmark`")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--export", default=None, metavar="STEM",
-                        help="write the model with the best settings to STEM.safetensors + STEM.json")
+    parser.add_argument("--export", default=None, metavar="NAME",
+                        help="write the model with the best settings as built-in NAME, or to a path "
+                             "(PATH.safetensors + PATH.json) when NAME has a '/'")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every candidate's metrics as JSON")
 
 

@@ -97,6 +97,12 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return stem
 
 
+def export_path(name: str | Path) -> Path:
+    """Where `--export NAME` writes: a bare name is a built-in (the package's weights folder), else a path."""
+    name = str(name)
+    return Path(name) if ("/" in name or "\\" in name) else WEIGHTS_DIR / name
+
+
 def _nest(flat: dict) -> dict:
     """{'a.b': 1} -> {'a': {'b': 1}} so that keyword overrides can reach nested settings."""
     out: dict = {}
