@@ -37,14 +37,19 @@ def load_for_bench(name: str, overrides: list[str] | None, device: torch.device)
 
 
 def benchmark_model(model_name: str, split_dir: Path, out_dir: Path, device: torch.device,
-                    overrides: list[str] | None = None, benchmark: str = "generic") -> dict:
+                    overrides: list[str] | None = None) -> dict:
     """Track every sequence of `split_dir` with one model; score it against the split's gt."""
+    return score_tracker(load_for_bench(model_name, overrides, device), split_dir, out_dir, device, model_name)
+
+
+def score_tracker(model, split_dir: Path, out_dir: Path, device: torch.device, name: str = "",
+                  benchmark: str = "generic") -> dict:
+    """Metrics (COMBINED over the split's sequences) and FPS of a loaded tracker on one split."""
     from trackformers import evaluate
     from trackformers.engine.track import track_source
     from trackformers.trackers.registry import StreamingTracker
 
-    model = load_for_bench(model_name, overrides, device)
-    tracker = StreamingTracker(model, device, name=model_name)
+    tracker = StreamingTracker(model, device, name=name)
     sequences = track_source(tracker, str(split_dir), out_dir, progress=False)
     frames = sum(s["frames"] for s in sequences.values())
     seconds = sum(s["seconds"] for s in sequences.values())

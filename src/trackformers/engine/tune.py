@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from trackformers.config import ConfigError
-from trackformers.engine.bench import METRICS, benchmark_model
+from trackformers.engine.bench import METRICS, score_tracker
 from trackformers.eval.benchmarks import BENCHMARKS
 
 
@@ -47,14 +47,19 @@ def tune(model: str, val: list[str], settings: list[list[str]], metric: str = "H
     """[{"settings", "score", "<split>": metrics+fps}] for every candidate, best (highest score) first.
 
     Ties keep the candidates' order, so list the setting you would prefer on a tie first."""
-    from trackformers.trackers.registry import resolve_device
+    from trackformers import checkpoint
+    from trackformers.trackers.registry import build_tracker, resolve_device, resolve_model_path
     dev = resolve_device(device)
+    state, meta = checkpoint.load_model(resolve_model_path(model))  # read once; each candidate rebuilds the tracker
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, setting in enumerate(settings):
+            tracker = build_tracker(meta["config"], setting)
+            tracker.load_state_dict(state)
+            tracker.to(dev).eval()
             row = {"settings": setting}
             for j, split in enumerate(val):
-                row[split] = benchmark_model(model, Path(split), Path(tmp) / f"{i}_{j}", dev, setting, benchmark)
+                row[split] = score_tracker(tracker, Path(split), Path(tmp) / f"{i}_{j}", dev, model, benchmark)
             row["score"] = round(sum(row[s][metric] for s in val) / len(val), 5)
             rows.append(row)
             if on_result:
@@ -62,15 +67,14 @@ def tune(model: str, val: list[str], settings: list[list[str]], metric: str = "H
     return sorted(rows, key=lambda r: -r["score"])
 
 
-def export(model: str, best: dict, rows: list[dict], val: list[str], metric: str, out: str) -> Path:
-    """The model file again with `best` settings in its config and the sweep in its provenance."""
+def export(model: str, rows: list[dict], val: list[str], metric: str, out: str) -> Path:
+    """The model file again with the best (first) row's settings in its config and the sweep in its provenance."""
     from trackformers import checkpoint
-    from trackformers.trackers.registry import export_path, load_model_file, resolve_model_path, tracker_config
-    stem = resolve_model_path(model)
-    state, meta = checkpoint.load_model(stem)  # the stored tensors, dtype kept
-    tuned, _ = load_model_file(stem, best["settings"])  # validates the settings, fills the full config
-    config = tracker_config(tuned, meta["config"]["method"])
-    tuning = {"model": model, "val": val, "metric": metric, "best": best["settings"],
+    from trackformers.trackers.registry import build_tracker, export_path, resolve_model_path, tracker_config
+    state, meta = checkpoint.load_model(resolve_model_path(model))  # the stored tensors, dtype kept
+    best = rows[0]["settings"]
+    config = tracker_config(build_tracker(meta["config"], best), meta["config"]["method"])  # the full, checked config
+    tuning = {"model": model, "val": val, "metric": metric, "best": best,
               "sweep": [{"score": r["score"], "settings": r["settings"]} for r in rows]}
     return checkpoint.save_model(export_path(out), state, config, **{**meta.get("provenance", {}), "tuning": tuning})
 
@@ -111,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
     print("best first:")
     for row in rows:
         print("  " + _line(row, args.metric) + "  " + "  ".join(
-            f"{Path(s).parent.name or s}/{Path(s).name} " + " ".join(f"{k} {100 * row[s][k]:.1f}" for k in METRICS)
+            "/".join(Path(s).parts[-2:]) + " " + " ".join(f"{k} {100 * row[s][k]:.1f}" for k in METRICS)
             for s in args.val))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"model": args.model, "val": args.val, "metric": args.metric,
                                                "candidates": rows}, indent=2) + "\n")
     if args.export:
-        stem = export(args.model, rows[0], rows, args.val, args.metric, args.export)
+        stem = export(args.model, rows, args.val, args.metric, args.export)
         print(f"best: {' '.join(rows[0]['settings']) or '(unchanged)'} -> {stem}.safetensors")
     return 0
