@@ -1,6 +1,6 @@
 """Tiny stand-ins for a tracker and a clip dataset, used by the engine tests.
 
-They follow the fixed tracker interface (Config, training_loss, new_state, track) with a few
+They follow the tracker contract (trackers/tracker.py: Config, training_loss, new_state, track) with a few
 hundred parameters, so the engine's loops can be tested in seconds. Run as a script under
 torchrun, this module trains one on each rank and saves that rank's final weights.
 """
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+
+from trackformers.trackers.tracker import Tracker
 
 
 @dataclass
@@ -33,7 +35,7 @@ class TinyConfig:
     input: InputConfig = field(default_factory=InputConfig)
 
 
-class TinyTracker(nn.Module):
+class TinyTracker(Tracker):
     """A 'tracker' whose training loss uses dropout (RNG) and whose track() reports scripted boxes.
 
     track(): frame t (1-based) reports ids 0 and 1 (id 1 only from frame 2 on) with normalised
@@ -64,7 +66,7 @@ class TinyTracker(nn.Module):
     def new_state(self) -> dict:
         return {"t": 0}
 
-    def track(self, image: torch.Tensor, state: dict) -> tuple[dict, dict]:
+    def track(self, image: torch.Tensor, state: dict, orig_size=None) -> tuple[dict, dict]:
         t = state["t"] + 1
         if t == self.cfg.crash_at:
             if self.cfg.crash_hard:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from trackformers.trackers.results import FrameTracks
-
+# Tracks are drawn from anything with `ids` and `boxes` (xyxy pixels) arrays, e.g.
+# trackers.results.FrameTracks; viz imports no tracker code.
 
 def id_color(track_id: int) -> tuple[int, int, int]:
     """A bright, stable RGB colour for a track id (golden-ratio hue steps keep neighbours apart)."""
@@ -31,7 +30,7 @@ class Trails:
         self.length = length
         self.points: dict[int, deque] = {}
 
-    def update(self, tracks: FrameTracks) -> None:
+    def update(self, tracks) -> None:
         centres = (tracks.boxes[:, :2] + tracks.boxes[:, 2:]) / 2
         for tid, c in zip(tracks.ids.tolist(), centres):
             self.points.setdefault(tid, deque(maxlen=self.length)).append((int(round(c[0])), int(round(c[1]))))
@@ -40,7 +39,7 @@ class Trails:
             del self.points[tid]
 
 
-def draw_tracks(image: np.ndarray, tracks: FrameTracks, trails: Trails | dict | None = None,
+def draw_tracks(image: np.ndarray, tracks, trails: Trails | dict | None = None,
                 thickness: int = 2) -> np.ndarray:
     """A copy of RGB uint8 `image` with each track's box, id label and (optional) trail."""
     out = np.ascontiguousarray(image, dtype=np.uint8).copy()

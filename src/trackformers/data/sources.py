@@ -156,3 +156,20 @@ def list_sequences(path: str | os.PathLike) -> list[ImageFiles]:
     if not names:
         raise ValueError(f"no MOT sequences (sub-folders with seqinfo.ini) in {path}")
     return [mot_sequence(os.path.join(path, n)) for n in names]
+
+
+def load_frames(root: str, split: str = "train", max_frames: int | None = None) -> list:
+    """(normalised image tensor, target) pairs of a MOT-layout dataset (e.g. `trackformers synth`)
+    at their stored size, in sequence order: detector training and AP checks on whole frames."""
+    from trackformers.data.datasets import load_synthetic
+    from trackformers.data.transforms import ToTensorNormalize
+
+    to_tensor = ToTensorNormalize()
+    frames = []
+    for seq in load_synthetic(root, split):
+        for path, ann in zip(seq.image_paths, seq.annotations):
+            if max_frames is not None and len(frames) >= max_frames:
+                return frames
+            images, targets = to_tensor([read_rgb(path)], [{"boxes": ann.boxes, "labels": ann.labels}])
+            frames.append((images[0], targets[0]))
+    return frames

@@ -11,7 +11,6 @@ is a key of `METHODS` or, for trackers living outside this package, `"package.mo
 from __future__ import annotations
 
 import importlib
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -168,10 +167,6 @@ class StreamingTracker:
         self.model = model.eval()
         self.device = torch.device(device)
         self.name = name
-        # Every MOT file numbers ids from 1; methods that count from 0 are shifted by one.
-        self.id_offset = 1 - int(getattr(model, "first_id", 0))
-        # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
-        self._pass_size = "orig_size" in inspect.signature(model.track).parameters
         self.prepare = FramePreparer(model.cfg.input)
         self.reset()
 
@@ -189,10 +184,10 @@ class StreamingTracker:
         """Track one RGB uint8 HxWx3 frame; returns this frame's tracks in original pixels."""
         h, w = frame.shape[:2]
         image = self.prepare(frame).to(self.device)
-        extra = {"orig_size": (h, w)} if self._pass_size else {}
-        result, self.state = self.model.track(image, self.state, **extra)
+        # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
+        result, self.state = self.model.track(image, self.state, (h, w))
         self.frame += 1
-        return FrameTracks.from_model_output(self.frame, result, (h, w), self.id_offset)
+        return FrameTracks.from_model_output(self.frame, result, (h, w))
 
 
 def load_tracker(name_or_path: str | Path, device: str | torch.device = "cpu", weights: str | Path | None = None,
