@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -58,6 +60,31 @@ def save_model(path: str | os.PathLike, state_dict: dict, config: dict, **proven
     return stem
 
 
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    """A JSON object from `path`; a file that is not one is an error naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: {what} is not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: {what} is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: {what} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def read_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """The tensors of a .safetensors file; a damaged or foreign file is one error naming it."""
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as e:  # SafetensorError, OSError, ...: one line whatever the cause
+        message = (str(e).splitlines() or [e.__class__.__name__])[0]
+        raise ValueError(f"{path}: not a readable safetensors file ({message})") from None
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict, dict]:
     """Read a model written by `save_model`: `(state_dict, {"config", "provenance", ...})`."""
     stem = _stem(path)
@@ -65,14 +92,30 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     for p in (weights, meta_path):
         if not p.is_file():
             raise FileNotFoundError(f"model file not found: {p}")
-    with open(meta_path) as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    meta = read_json(meta_path, "model file")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: not a trackformers model file (format {meta.get('format')!r})")
-    return load_file(str(weights), device=str(device)), meta
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{meta_path}: 'config' must be a JSON object")
+    if not isinstance(meta.setdefault("provenance", {}), dict):
+        raise ValueError(f"{meta_path}: 'provenance' must be an object")
+    return read_tensors(weights, device), meta
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, path: str | os.PathLike) -> None:
+    """`model.load_state_dict(state_dict)`, with a mismatch reported as one line naming `path`."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    problems = [f"{label} {len(keys)} tensor(s), e.g. {keys[0]!r}" + (
+        f" {tuple(state_dict[keys[0]].shape)} vs {tuple(own[keys[0]].shape)}" if label == "shape differs in" else "")
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs in", shapes)) if keys]
+    if problems:
+        raise ValueError(f"{_stem(path)}.safetensors: weights do not fit the {type(model).__name__} its config "
+                         f"describes: {'; '.join(problems)}")
+    model.load_state_dict(state_dict)
 
 
 def load_official(path: str | os.PathLike) -> dict:
@@ -85,8 +128,15 @@ def load_official(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors: refuse rather than unpickle arbitrary objects
-        raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({e.__class__.__name__}: {e})") from None
+    except pickle.UnpicklingError as e:  # weights_only refused an object: never unpickle it
+        found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(e))
+        what = f" (it holds {found.group(1)})" if found else ""
+        raise ValueError(f"{path}: not a plain-tensor checkpoint{what}; loading it would need full unpickling, "
+                         "which can run arbitrary code, so it is refused (re-save its state dict with "
+                         "torch.save(ckpt['model'], ...) where you trust it)") from None
+    except Exception as e:  # a damaged or foreign file
+        message = (str(e).splitlines() or [e.__class__.__name__])[0]
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}: {message})") from None
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path}: no state dict found (expected tensors, or a dict with 'model')")

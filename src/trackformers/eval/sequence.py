@@ -20,7 +20,7 @@ from trackformers.eval.similarity import Pairs, frame_offsets
 
 def _line_number(path: str, row: int) -> int:
     """1-based line of the row-th non-blank line (the rows `read_mot` returns, in order)."""
-    with open(path, errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         seen = -1
         for lineno, line in enumerate(f, 1):
             seen += bool(line.strip())
@@ -95,8 +95,10 @@ class SeqData:
     pr_frame: np.ndarray
     pr_id: np.ndarray
     pairs: Pairs  # i: gt row, j: predicted row, value: IoU
+    length: int = 0  # the sequence's length as seqinfo.ini gives it (0: num_frames)
 
     def __post_init__(self):
+        self.length = self.length or self.num_frames
         self.gt_start = frame_offsets(self.gt_frame, self.num_frames)
         self.pr_start = frame_offsets(self.pr_frame, self.num_frames)
         self.num_gt_ids = int(self.gt_id.max(initial=-1)) + 1

@@ -121,7 +121,7 @@ def load_model_file(name_or_path: str | Path, overrides: dict | list[str] | None
     stem = resolve_model_path(name_or_path)
     state_dict, meta = checkpoint.load_model(stem)
     model = build_tracker(meta["config"], overrides)
-    model.load_state_dict(state_dict)
+    checkpoint.load_weights(model, state_dict, stem)  # a mismatch is one line naming the file
     return model.to(device).eval(), meta
 
 
