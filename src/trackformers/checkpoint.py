@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def ensure_writable_dir(path: str | os.PathLike, min_free: int = 1 << 20) -> Path:
+    """Create `path` if needed and prove it takes a file, before any work is done: a read-only
+    or full output folder is one error naming it, not a traceback after hours of work."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(f"output folder {path} is not writable ({e.strerror or e})") from None
+    free = shutil.disk_usage(path).free
+    if free < min_free:
+        raise OSError(f"output folder {path} has no space left ({free} bytes free)")
+    return path
 
 
 def save_model(path: str | os.PathLike, state_dict: dict, config: dict, **provenance) -> Path:
