@@ -180,6 +180,41 @@ def read_mot(path: str | os.PathLike) -> np.ndarray:
         return parse_mot(f.read(), path)
 
 
+def line_number(path: str, row: int) -> int:
+    """1-based line of the row-th non-blank line (the rows `read_mot` returns, in order)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        seen = -1
+        for lineno, line in enumerate(f, 1):
+            seen += bool(line.strip())
+            if seen == row:
+                return lineno
+    return 0
+
+
+def check_rows(path: str, rows: np.ndarray, num_frames: int, columns: int = 6) -> None:
+    """Rows of `read_mot(path)` that mean something, else an error naming the file and line: the
+    first `columns` values finite, frame and id integers, frame in 1..num_frames, 0 <= id <= 2**53."""
+    def fail(row: int, message: str) -> None:
+        raise ValueError(f"{path}:{line_number(path, row)}: {message}")
+
+    bad = ~np.isfinite(rows[:, :columns]).all(1)
+    if bad.any():
+        fail(int(np.argmax(bad)), "value is NaN or infinite")
+    for col, name in ((FRAME, "frame"), (ID, "id")):
+        bad = rows[:, col] != np.round(rows[:, col])
+        if bad.any():
+            r = int(np.argmax(bad))
+            fail(r, f"{name} {rows[r, col]:g} is not an integer")
+    bad = (rows[:, FRAME] < 1) | (rows[:, FRAME] > num_frames)
+    if bad.any():
+        r = int(np.argmax(bad))
+        fail(r, f"frame {int(rows[r, FRAME])} is outside 1..{num_frames} (seqLength in seqinfo.ini)")
+    bad = (rows[:, ID] < 0) | (rows[:, ID] > 2 ** 53)
+    if bad.any():
+        r = int(np.argmax(bad))
+        fail(r, f"id {rows[r, ID]:g} is negative or too large")
+
+
 def format_mot(rows: np.ndarray, kind: str = "result") -> str:
     """MOT lines for an (N, >=6) array. kind='result': frame,id,x,y,w,h,conf,-1,-1,-1;
     kind='gt': frame,id,x,y,w,h,conf,class,visibility."""
