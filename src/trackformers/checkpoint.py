@@ -13,6 +13,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -131,8 +132,8 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: str | os.PathLi
         f" {tuple(state_dict[keys[0]].shape)} vs {tuple(own[keys[0]].shape)}" if label == "shape differs in" else "")
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs in", shapes)) if keys]
     if problems:
-        raise ValueError(f"{_stem(path)}.safetensors: weights do not fit the {type(model).__name__} its config "
-                         f"describes: {'; '.join(problems)}")
+        raise ValueError(f"{_stem(path)}.safetensors: weights do not fit the {type(model).__name__} built from its config "
+                         f"({'; '.join(problems)})")
     model.load_state_dict(state_dict)
 
 
@@ -145,7 +146,9 @@ def load_official(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refused an object: never unpickle it
         found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(e))
         what = f" (it holds {found.group(1)})" if found else ""
