@@ -123,7 +123,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict, path: str | os.PathLike) -> None:
-    """`model.load_state_dict(state_dict)`, with a mismatch reported as one line naming `path`."""
+    """`model.load_state_dict(state_dict)`, with a mismatch reported as one line naming `path`
+    (a .safetensors file, or a model file's stem)."""
+    path = Path(path)
+    weights = path if path.suffix == ".safetensors" else Path(f"{path}.safetensors")
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -132,7 +135,7 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: str | os.PathLi
         f" {tuple(state_dict[keys[0]].shape)} vs {tuple(own[keys[0]].shape)}" if label == "shape differs in" else "")
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs in", shapes)) if keys]
     if problems:
-        raise ValueError(f"{_stem(path)}.safetensors: weights do not fit the {type(model).__name__} built from its config "
+        raise ValueError(f"{weights}: weights do not fit the {type(model).__name__} built from its config "
                          f"({'; '.join(problems)})")
     model.load_state_dict(state_dict)
 

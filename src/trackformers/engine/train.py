@@ -264,14 +264,14 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
     if resume:
         stem = out / "last" if resume is True else Path(resume)
         ckpt = load_training_checkpoint(stem, info.rank)
-        checkpoint.load_weights(model, ckpt["model"], stem)
+        checkpoint.load_weights(model, ckpt["model"], ckpt["path"])
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
             if ckpt["rng"] is not None:
                 set_rng_state(*ckpt["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             message = (str(e).splitlines() or [""])[0]
-            raise ValueError(f"{stem}.train.safetensors: does not fit this run's optimizer or RNG "
+            raise ValueError(f"{ckpt['path']}: does not fit this run's optimizer or RNG "
                              f"({e.__class__.__name__}: {message})") from None
         epoch, step, step_in_epoch = (ckpt["progress"][k] for k in ("epoch", "step", "step_in_epoch"))
         if info.is_main:

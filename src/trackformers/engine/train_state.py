@@ -131,7 +131,8 @@ def _read_state(path: Path) -> tuple[dict, dict | None]:
 
 
 def load_training_checkpoint(stem: str | Path, rank: int = 0) -> dict:
-    """{"model": state_dict, "model_meta", "optimizer": state_dict, "progress", "rng": (tensors, meta) | None}.
+    """{"model": state_dict, "model_meta", "optimizer": state_dict, "progress", "rng": (tensors, meta) | None,
+    "path": the file read}.
 
     `rng` is this rank's saved state, or None when the checkpoint was written by fewer ranks.
     A file that is missing, damaged or inconsistent is one error naming it.
@@ -180,4 +181,5 @@ def _assemble(path: Path, model_state: dict, model_meta, tensors: dict, meta: di
         optimizer = _join_optimizer(tensors, meta)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: damaged training state ({e.__class__.__name__}: {e})") from None
-    return {"model": model_state, "model_meta": model_meta, "optimizer": optimizer, "progress": progress, "rng": rng}
+    return {"model": model_state, "model_meta": model_meta, "optimizer": optimizer, "progress": progress, "rng": rng,
+            "path": path}
