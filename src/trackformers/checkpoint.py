@@ -7,6 +7,7 @@ Nothing here unpickles: safetensors and JSON only.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from trackformers.config import ConfigError
 
 FORMAT = "trackformers/1"
 
@@ -120,6 +123,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     if not isinstance(meta.setdefault("provenance", {}), dict):
         raise ValueError(f"{meta_path}: 'provenance' must be an object")
     return read_tensors(weights, device), meta
+
+
+@contextlib.contextmanager
+def config_errors_name(path: str | os.PathLike):
+    """A ConfigError raised while building a model from a file's config names the file."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(f"{_stem(path)}.json (or a --set): {e}") from None
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict, path: str | os.PathLike) -> None:

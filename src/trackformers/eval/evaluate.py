@@ -44,6 +44,8 @@ def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None 
 
     if seqmap is not None:
         names = read_seqmap(seqmap)
+        if not names:
+            raise ValueError(f"{seqmap}: the seqmap lists no sequences")
         for name in names:
             if not expected(name).is_file():
                 raise FileNotFoundError(f"{seqmap}: sequence {name!r} has no {expected(name)}")
