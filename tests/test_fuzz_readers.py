@@ -55,8 +55,8 @@ def _line_spans(data: bytes) -> list[tuple[int, int]]:
 
 def damage_text(rng, data: bytes, sep: bytes = b",") -> tuple[str, bytes]:
     """(kind, damaged bytes) for a line-oriented text file."""
-    kind = rng.choice(["truncate", "garbage", "token", "drop_field", "bom", "crlf", "non_utf8", "duplicate_line",
-                       "empty", "whitespace", "trailing_sep", "blank_lines", "huge_line", "nul"])
+    kind = str(rng.choice(["truncate", "garbage", "token", "drop_field", "bom", "crlf", "non_utf8", "duplicate_line",
+                       "empty", "whitespace", "trailing_sep", "blank_lines", "huge_line", "nul"]))
     spans = _line_spans(data) or [(0, 0)]
     a, b = spans[int(rng.integers(len(spans)))]
     line = data[a:b]
@@ -97,7 +97,7 @@ def damage_text(rng, data: bytes, sep: bytes = b",") -> tuple[str, bytes]:
 
 def damage_json(rng, value):
     """(kind, damaged JSON-able value): a random node replaced, deleted or given a new key."""
-    kind = rng.choice(["replace", "delete", "add", "replace", "wrap"])
+    kind = str(rng.choice(["replace", "delete", "add", "replace", "wrap"]))
     paths = []
 
     def walk(node, path):
