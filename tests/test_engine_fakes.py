@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ class TinyConfig:
     score_thresh: float = 0.5
     crash_at: int = 0                  # raise in track() at this 1-based frame (0: never)
     crash_hard: bool = False           # ... or end the process at once (no cleanup, no buffer flush)
+    kill_at: int = 0                   # SIGKILL this process at this 1-based training step / tracked frame
     input: InputConfig = field(default_factory=InputConfig)
 
 
@@ -53,6 +55,9 @@ class TinyTracker(Tracker):
         self.drop = nn.Dropout(cfg.dropout)
 
     def training_loss(self, clips: list) -> dict:
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.cfg.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         total, n = 0.0, 0
         for clip in clips:
             for image, target in clip:
@@ -68,6 +73,8 @@ class TinyTracker(Tracker):
 
     def track(self, image: torch.Tensor, state: dict, orig_size=None) -> tuple[dict, dict]:
         t = state["t"] + 1
+        if t == self.cfg.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         if t == self.cfg.crash_at:
             if self.cfg.crash_hard:
                 os._exit(17)

@@ -119,8 +119,9 @@ def load_model_file(name_or_path: str | Path, overrides: dict | list[str] | None
     """(tracker in eval mode on `device`, file metadata) for a built-in name or model file."""
     stem = resolve_model_path(name_or_path)
     state_dict, meta = checkpoint.load_model(stem)
-    model = build_tracker(meta["config"], overrides)
-    model.load_state_dict(state_dict)
+    with checkpoint.config_errors_name(stem):  # a bad config in the file: one line naming it
+        model = build_tracker(meta["config"], overrides)
+    checkpoint.load_weights(model, state_dict, stem)
     return model.to(device).eval(), meta
 
 
