@@ -82,3 +82,29 @@ def test_odgt_ids_cannot_leave_the_image_folder(tmp_path):
     odgt.write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
     with pytest.raises(ValueError, match=rf"{odgt}:1: 'ID' must be an image file stem"):
         load_dataset("crowdhuman", str(root), "val")
+
+
+def test_a_model_file_cannot_make_load_tracker_import_a_module(tmp_path):
+    """A model file names its method; a module outside trackformers that nobody imported is
+    refused (importing runs code), one line; an imported one (the user's own) loads."""
+    import sys
+
+    from trackformers.checkpoint import save_model
+    from trackformers.config import ConfigError
+    from trackformers.trackers.registry import load_model_file
+
+    plugin = tmp_path / "evil_plugin_mod.py"
+    plugin.write_text("open(__file__ + '.ran', 'w').close()\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        save_model(tmp_path / "m", {}, {"method": "evil_plugin_mod:Tracker"})
+        with pytest.raises(ConfigError, match="lives outside trackformers: import evil_plugin_mod yourself"):
+            load_model_file(tmp_path / "m")
+        assert not (tmp_path / "evil_plugin_mod.py.ran").exists()
+        # the user's own import makes it loadable (here it still fails: the module has no class)
+        import evil_plugin_mod  # noqa: F401
+        with pytest.raises(ConfigError, match="cannot import evil_plugin_mod:Tracker"):
+            load_model_file(tmp_path / "m")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("evil_plugin_mod", None)

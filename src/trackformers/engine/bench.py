@@ -32,7 +32,7 @@ def load_for_bench(name: str, overrides: list[str] | None, device: torch.device)
         from trackformers.config import load
         from trackformers.engine.train_config import TrainConfig
         torch.manual_seed(0)
-        return build_tracker(load(TrainConfig, name).model, overrides).to(device).eval()
+        return build_tracker(load(TrainConfig, name).model, overrides, trusted=True).to(device).eval()
     return load_model_file(name, overrides, device)[0]
 
 

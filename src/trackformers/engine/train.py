@@ -250,7 +250,7 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
 
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     method = method_name(cfg)
-    model = build_tracker(model_config(cfg))
+    model = build_tracker(model_config(cfg), trusted=True)  # the user's own training config
     if cfg.pretrained:
         copied, total = load_pretrained(model, cfg.pretrained)
         if info.is_main:

@@ -11,6 +11,7 @@ is a key of `METHODS` or, for trackers living outside this package, `"package.mo
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,24 +50,33 @@ def installed_builtins() -> list[str]:
     return [name for name, (stem, _) in BUILTIN.items() if (WEIGHTS_DIR / stem).with_suffix(".safetensors").is_file()]
 
 
-def method_class(method: str) -> type[nn.Module]:
-    """The tracker class of a method name (`METHODS`) or of a `"module:Class"` path."""
+def method_class(method: str, trusted: bool = False) -> type[nn.Module]:
+    """The tracker class of a method name (`METHODS`) or of a `"module:Class"` path.
+
+    Importing a module can run its code, so a path outside trackformers is imported only when
+    `trusted` (the user's own training config) or already imported (the user imported it):
+    a downloaded model file cannot make `load_tracker` import something of its choosing.
+    """
     target = METHODS.get(method, method)
     module_name, sep, class_name = target.partition(":")
     if not sep:
         raise ConfigError(f"unknown method {method!r} (known: {', '.join(METHODS)}, or 'package.module:Class')")
+    if not (trusted or module_name.startswith("trackformers.") or module_name in sys.modules):
+        raise ConfigError(f"method {method!r} lives outside trackformers: import {module_name} yourself "
+                          "before loading this model (model files do not import code)")
     try:
         return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"method {method!r}: cannot import {target} ({e})") from None
 
 
-def build_tracker(config: dict, overrides: dict | list[str] | None = None) -> nn.Module:
-    """A fresh tracker from `{"method": NAME, ...config...}`, with optional dotted overrides."""
+def build_tracker(config: dict, overrides: dict | list[str] | None = None, trusted: bool = False) -> nn.Module:
+    """A fresh tracker from `{"method": NAME, ...config...}`, with optional dotted overrides
+    (`trusted`: the config is the user's own, see `method_class`)."""
     config = dict(config)
     if "method" not in config:
         raise ConfigError("model config has no 'method' key (e.g. method: motr)")
-    cls = method_class(config.pop("method"))
+    cls = method_class(config.pop("method"), trusted)
     cfg = from_dict(cls.Config, config)
     if overrides:
         cfg = replace(cfg, overrides)
