@@ -16,7 +16,7 @@ It does not propagate queries, so it implements the tracker contract directly:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -59,6 +59,7 @@ class QDTrackConfig:
     size_divisibility: int = 32
     loss_track_weight: float = 0.25       # MultiPosCrossEntropyLoss
     loss_track_aux_weight: float = 1.0    # L2Loss (neg margin 0.1, neg:pos <= 3, hard mining)
+    track_rois: int = 256                 # RoIs sampled per frame for the embeddings (half positive)
     grad_checkpointing: bool = False      # accepted for the training engine; not used
     # tracker (mmtracking QuasiDenseTracker; defaults: the MOT17 config)
     init_score_thr: float = 0.9
@@ -104,6 +105,7 @@ class QDTrack(nn.Module):
         self.cfg = cfg
         self.detector = FasterRCNN(cfg.detector)
         e = cfg.embed
+        self.track_sampler = replace(TRACK_SAMPLER, num=cfg.track_rois)
         self.embed_head = QuasiDenseEmbedHead(cfg.detector.fpn_channels, e.num_convs, e.conv_channels, 7,
                                               e.fc_channels, e.embed_channels, e.gn_groups)
 
@@ -152,9 +154,9 @@ class QDTrack(nn.Module):
                                                [tuple(im.shape[-2:]) for im, _ in keys])
         ref_feats = self.detector.extract(ref_images)
         ref_proposals = self.detector.proposals(ref_feats)
-        key_samples = [sample(p.detach(), b, lab, TRACK_ASSIGNER, TRACK_SAMPLER, background=-1)
+        key_samples = [sample(p.detach(), b, lab, TRACK_ASSIGNER, self.track_sampler, background=-1)
                        for p, (b, lab, _) in zip(proposals, key_t)]
-        ref_samples = [sample(p.detach(), b, lab, TRACK_ASSIGNER, TRACK_SAMPLER, background=-1)
+        ref_samples = [sample(p.detach(), b, lab, TRACK_ASSIGNER, self.track_sampler, background=-1)
                        for p, (b, lab, _) in zip(ref_proposals, ref_t)]
         key_embeds = self.embed(feats, [s.boxes[:s.num_pos] for s in key_samples]).split(
             [s.num_pos for s in key_samples])

@@ -30,6 +30,7 @@ class FasterRCNNConfig:
     rpn_train: ProposalConfig = field(default_factory=lambda: ProposalConfig(nms_pre=2000, max_per_img=1000))
     rpn_test: ProposalConfig = field(default_factory=lambda: ProposalConfig(nms_pre=1000, max_per_img=1000))
     rcnn_test: DetectionConfig = field(default_factory=DetectionConfig)
+    rcnn_train_rois: int = 512      # RoIs sampled per image for the box head (a quarter positive)
 
 
 class FasterRCNN(nn.Module):
@@ -42,6 +43,7 @@ class FasterRCNN(nn.Module):
         self.rpn_head = RPNHead(cfg.fpn_channels, tuple(cfg.anchor_strides), tuple(cfg.anchor_ratios),
                                 tuple(cfg.anchor_scales))
         self.roi_head = RoIHead(cfg.num_classes, cfg.fpn_channels, tuple(cfg.anchor_strides[:4]), cfg.fc_channels)
+        self.roi_head.sampler.num = cfg.rcnn_train_rois
 
     def extract(self, images: Tensor) -> list[Tensor]:
         """Normalised, padded images (B, 3, H, W) -> P2-P6."""
