@@ -78,7 +78,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 def load_official(path: str | os.PathLike) -> dict:
     """An official `.pth` checkpoint's state dict, read without unpickling code.
 
-    The official files nest the weights under `model`; float16 copies are cast to float32.
+    The official files nest the weights under `model` (or `state_dict`, mmcv); float16 copies
+    are cast to float32.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,7 +88,8 @@ def load_official(path: str | os.PathLike) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors: refuse rather than unpickle arbitrary objects
         raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({e.__class__.__name__}: {e})") from None
-    sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    # DETR-family files nest the weights under `model`, mmcv / mmdet ones under `state_dict`
+    sd = ckpt.get("model", ckpt.get("state_dict", ckpt)) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{path}: no state dict found (expected tensors, or a dict with 'model')")
+        raise ValueError(f"{path}: no state dict found (expected tensors, or a dict with 'model' or 'state_dict')")
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
