@@ -155,7 +155,8 @@ def load_weights(model: torch.nn.Module, state_dict: dict, path: str | os.PathLi
 def load_official(path: str | os.PathLike) -> dict:
     """An official `.pth` checkpoint's state dict, read without unpickling code.
 
-    The official files nest the weights under `model`; float16 copies are cast to float32.
+    The official files nest the weights under `model` (or `state_dict`, mmcv); float16 copies
+    are cast to float32.
     """
     path = Path(path)
     if not path.is_file():
@@ -173,7 +174,8 @@ def load_official(path: str | os.PathLike) -> dict:
     except Exception as e:  # a damaged or foreign file
         message = (str(e).splitlines() or [e.__class__.__name__])[0]
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}: {message})") from None
-    sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    # DETR-family files nest the weights under `model`, mmcv / mmdet ones under `state_dict`
+    sd = ckpt.get("model", ckpt.get("state_dict", ckpt)) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{path}: no state dict found (expected tensors, or a dict with 'model')")
+        raise ValueError(f"{path}: no state dict found (expected tensors, or a dict with 'model' or 'state_dict')")
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}

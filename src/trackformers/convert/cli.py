@@ -21,6 +21,7 @@ CONVERTERS = {
     "motr": "trackformers.convert.motr",
     "memotr": "trackformers.convert.memotr",
     "torchvision_resnet": "trackformers.convert.torchvision_resnet",
+    "qdtrack": "trackformers.convert.qdtrack",
 }
 
 

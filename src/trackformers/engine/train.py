@@ -105,8 +105,9 @@ def epoch_batches(dataset: Dataset, cfg: TrainConfig, epoch: int, info: du.DistI
     return [indices[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
 
 
-def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with three groups: backbone (lr x lr_backbone_mult), linear projections, the rest."""
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum) with three groups: backbone (lr x lr_backbone_mult), linear
+    projections, the rest."""
     def matches(name, keys):
         return any(k in name for k in keys)
 
@@ -123,12 +124,20 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
     mult = {"backbone": optim.lr_backbone_mult, "linear_proj": optim.lr_linear_proj_mult, "rest": 1.0}
     param_groups = [{"params": ps, "name": g, "base_lr": optim.lr * mult[g], "lr": optim.lr * mult[g]}
                     for g, ps in groups.items() if ps]
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    if optim.optimizer != "adamw":
+        raise ValueError(f"optim.optimizer must be 'adamw' or 'sgd', got {optim.optimizer!r}")
     return torch.optim.AdamW(param_groups, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-def lr_factor(optim: OptimConfig, epoch: int) -> float:
-    """Step schedule: the base LR times lr_drop_factor for every drop epoch reached."""
-    return optim.lr_drop_factor ** sum(epoch >= d for d in optim.lr_drop)
+def lr_factor(optim: OptimConfig, epoch: int, step: int | None = None) -> float:
+    """Step schedule: the base LR times lr_drop_factor for every drop epoch reached; during the
+    first `warmup_iters` steps also the linear warm-up from warmup_ratio to 1 (mmcv's rule)."""
+    factor = optim.lr_drop_factor ** sum(epoch >= d for d in optim.lr_drop)
+    if step is not None and step < optim.warmup_iters:
+        factor *= 1 - (1 - step / optim.warmup_iters) * (1 - optim.warmup_ratio)
+    return factor
 
 
 def load_pretrained(model: nn.Module, path: str) -> tuple[int, int]:
@@ -319,6 +328,9 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
                    disable=not info.is_main, dynamic_ncols=True)
         t0, done = time.perf_counter(), 0
         for clips in bar:
+            if step <= cfg.optim.warmup_iters:  # the last pass restores the full LR
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * lr_factor(cfg.optim, epoch, step)
             losses, grad_norm = train_step(net, optimizer, to_device(clips, device), autocast, cfg.optim.clip_max_norm)
             step, step_in_epoch, done = step + 1, step_in_epoch + 1, done + 1
 

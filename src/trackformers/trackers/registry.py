@@ -26,6 +26,7 @@ METHODS = {
     "motr": "trackformers.trackers.motr:MOTR",
     "memotr": "trackformers.trackers.memotr:MeMOTR",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
+    "qdtrack": "trackformers.trackers.qdtrack:QDTrack",
 }
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
