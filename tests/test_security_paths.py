@@ -108,3 +108,15 @@ def test_a_model_file_cannot_make_load_tracker_import_a_module(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("evil_plugin_mod", None)
+
+
+def test_the_environment_can_trust_a_module_for_the_command_line(tmp_path, monkeypatch):
+    from trackformers.config import ConfigError
+    from trackformers.trackers.registry import method_class
+
+    monkeypatch.setenv("TRACKFORMERS_TRUSTED_MODULES", "json,never_imported_mod_xyz")
+    with pytest.raises(ConfigError, match="cannot import never_imported_mod_xyz:Thing"):
+        method_class("never_imported_mod_xyz:Thing")  # trusted, so it tries (and the module is absent)
+    monkeypatch.setenv("TRACKFORMERS_TRUSTED_MODULES", "")
+    with pytest.raises(ConfigError, match="lives outside trackformers"):
+        method_class("never_imported_mod_xyz:Thing")

@@ -118,7 +118,8 @@ def test_results_are_flushed_frame_by_frame(tmp_path, tiny_model):
     assert not (tmp_path / "out" / "clip.txt").exists()
     # A hard crash (the process ends at once: no exception handling, no buffers flushed at exit)
     # still leaves every finished frame on disk, because each frame is flushed as it is written.
-    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               TRACKFORMERS_TRUSTED_MODULES="test_engine_fakes")
     proc = subprocess.run([sys.executable, "-m", "trackformers.cli", "track", str(tmp_path / "clip"), "--model",
                            tiny_model, "--out", str(tmp_path / "hard"), "--no-progress", "--set", "crash_at=5",
                            "--set", "crash_hard=true"], env=env, capture_output=True, text=True, timeout=120)

@@ -11,6 +11,7 @@ is a key of `METHODS` or, for trackers living outside this package, `"package.mo
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -55,16 +56,18 @@ def method_class(method: str, trusted: bool = False) -> type[nn.Module]:
     """The tracker class of a method name (`METHODS`) or of a `"module:Class"` path.
 
     Importing a module can run its code, so a path outside trackformers is imported only when
-    `trusted` (the user's own training config) or already imported (the user imported it):
-    a downloaded model file cannot make `load_tracker` import something of its choosing.
+    `trusted` (the user's own training config), already imported (the user imported it), or
+    listed in the TRACKFORMERS_TRUSTED_MODULES environment variable (comma-separated, for the
+    command line): a downloaded model file cannot make `load_tracker` import what it likes.
     """
     target = METHODS.get(method, method)
     module_name, sep, class_name = target.partition(":")
     if not sep:
         raise ConfigError(f"unknown method {method!r} (known: {', '.join(METHODS)}, or 'package.module:Class')")
-    if not (trusted or module_name.startswith("trackformers.") or module_name in sys.modules):
-        raise ConfigError(f"method {method!r} lives outside trackformers: import {module_name} yourself "
-                          "before loading this model (model files do not import code)")
+    allowed = os.environ.get("TRACKFORMERS_TRUSTED_MODULES", "").split(",")
+    if not (trusted or module_name.startswith("trackformers.") or module_name in sys.modules or module_name in allowed):
+        raise ConfigError(f"method {method!r} lives outside trackformers: import {module_name} yourself, or list it "
+                          "in TRACKFORMERS_TRUSTED_MODULES, before loading this model (model files do not import code)")
     try:
         return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
