@@ -114,3 +114,33 @@ def plot_curves(path: str | Path, series: dict[str, tuple[list, list]], xlabel: 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_bars(path: str | Path, groups: dict[str, dict[str, dict[str, float]]], metrics: tuple[str, ...],
+              title: str = "") -> Path:
+    """Save grouped bar charts: one panel per group (e.g. a benchmark set), one cluster per
+    metric, one bar per series (e.g. a model) with its value on top; values in [0, 1]."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for series in groups.values() for n in series))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), squeeze=False, sharey=True)
+    width = 0.8 / max(len(names), 1)
+    for ax, (group, series) in zip(axes[0], groups.items()):
+        for k, name in enumerate(names):
+            xs = np.arange(len(metrics)) + (k - (len(names) - 1) / 2) * width
+            values = [series.get(name, {}).get(m, np.nan) for m in metrics]
+            bars = ax.bar(xs, values, width, label=name)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(np.arange(len(metrics)), metrics)
+        ax.set(title=group, ylim=(0, 1.08))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
