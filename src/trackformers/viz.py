@@ -134,9 +134,9 @@ def plot_bars(path: str | Path, groups: dict[str, dict[str, dict[str, float]]], 
             bars = ax.bar(xs, values, width, label=name)
             ax.bar_label(bars, fmt="%.2f", fontsize=7)
         ax.set_xticks(np.arange(len(metrics)), metrics)
-        ax.set(title=group, ylim=(0, 1.08))
+        ax.set(title=group, ylim=(0, 1.2))
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower left")
+    axes[0][0].legend(fontsize=8, loc="upper left", ncol=min(len(names), 3))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
