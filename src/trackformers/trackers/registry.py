@@ -25,6 +25,7 @@ from trackformers.trackers.results import FrameTracks
 METHODS = {
     "motr": "trackformers.trackers.motr:MOTR",
     "memotr": "trackformers.trackers.memotr:MeMOTR",
+    "sambamotr": "trackformers.trackers.sambamotr:SambaMOTR",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
 }
 
