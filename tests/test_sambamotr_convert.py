@@ -2,6 +2,7 @@
 (every official key and shape, random values): all keys mapped or dropped, the config read from
 the shapes, the Samba tensors landing where the official names say."""
 import os
+import re
 
 import pytest
 import torch
@@ -81,3 +82,53 @@ def test_init_from_a_coco_dab_detector():
     model = SambaMOTR(from_dict(SambaMOTR.Config, {k: v for k, v in c.config.items() if k != "method"}))
     model.load_state_dict(c.state_dict)  # complete, the Samba updater included
     assert "query_updater.sequence_model.layers.1.mixer.A_log" in c.state_dict
+
+
+def test_convert_then_track_cli_reproduces_the_model(tmp_path):
+    """An official-layout file of a tiny SambaMOTR -> `trackformers convert --from sambamotr` ->
+    `trackformers track`: the written tracks are those of the original model, tracked here."""
+    import cv2
+    import numpy as np
+
+    from test_memotr_convert import TINY, TO_OFFICIAL
+    from trackformers import cli
+    from trackformers.data.mot import read_mot
+    from trackformers.trackers.registry import StreamingTracker
+
+    torch.manual_seed(0)
+    settings = {"samba_num_layers": 2, "samba_ffn_dim": 16, "det_score_thresh": 0.0, "track_score_thresh": 0.0,
+                "update_thresh": 0.01, "result_score_thresh": 0.0, "area_threshold": 0.0}  # untrained: scores ~ 0.01
+    model = SambaMOTR(from_dict(SambaMOTR.Config, {**TINY, **settings, "detector": {**TINY["detector"], "num_classes": 1}})).eval()
+    official = {}
+    for k, v in model.state_dict().items():
+        for pattern, repl in TO_OFFICIAL:
+            k, n = re.subn(pattern, repl, k)
+            if n:
+                break
+        official[k] = v
+    for k in [k for k in official if k.startswith("bbox_embed.")]:
+        official["transformer.decoder." + k] = official[k]
+    torch.save({"model": official}, tmp_path / "sambamotr.pth")
+    sets = ["detector.backbone_depth=18"] + [f"{k}={v}" for k, v in settings.items() if k.startswith(("det_", "track_", "update", "result", "area"))]
+    args = ["convert", "--from", "sambamotr", tmp_path / "sambamotr.pth", "--out", tmp_path / "converted"]
+    assert cli.main([str(a) for a in args] + [f"--set={s}" for s in sets]) == 0
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
+    (tmp_path / "clip").mkdir()
+    for i, im in enumerate(images, 1):
+        cv2.imwrite(str(tmp_path / "clip" / f"{i:06d}.png"), im[..., ::-1])
+    assert cli.main(["track", str(tmp_path / "clip"), "--model", str(tmp_path / "converted"), "--out",
+                     str(tmp_path / "out"), "--no-progress"]) == 0
+    got = read_mot(tmp_path / "out" / "clip.txt")
+
+    direct = StreamingTracker(model)  # the original model, before the round trip
+    want = []
+    for t, im in enumerate(images, 1):
+        r = direct.step(im)
+        for tid, (x1, y1, x2, y2), s in zip(r.ids.tolist(), r.boxes.tolist(), r.scores.tolist()):
+            want.append([t, tid, x1, y1, x2 - x1, y2 - y1])
+    want = np.array(want)
+    assert len(want) > 4 and got.shape[0] == len(want)
+    np.testing.assert_array_equal(got[:, :2], want[:, :2])
+    np.testing.assert_allclose(got[:, 2:6], want[:, 2:6], atol=0.006)  # written with 2 decimals
