@@ -43,13 +43,12 @@ def test_official_layout_converts_and_loads(shared_dir, variant):
 
     from_dict(SambaMOTR.Config, {k: v for k, v in cfg.items() if k != "method"})  # a valid config
     # (convert already checked every key and shape against the model built from that config)
-    qu = "query_updater.sequence_model.layers.3.mixer."
-    for ours, theirs in [("query_updater.sequence_model.layers.3.mixer.self_attn_layers.0.k_proj_weight",
-                          qu + "self_attn_layers.0.k_proj_weight"),
-                         ("query_updater.sequence_model.layers.0.mixer.A_log", "query_updater.sequence_model.layers.0.mixer.A_log"),
-                         ("query_updater.norm_emb.weight", "query_updater.norm_emb.weight"),
-                         ("detector.tgt_embed.weight" if variant == "dab" else "detector.query_embed.weight", "det_query_embed"),
-                         ("detector.backbone.layer4.2.bn3.running_var", "backbone.backbone.backbone.layer4.2.bn3.running_var")]:
+    samba = "query_updater.sequence_model.layers."
+    same_name = [samba + "3.mixer.self_attn_layers.0.k_proj_weight", samba + "0.mixer.A_log",
+                 samba + "1.mixer.conv1d.weight", "query_updater.norm_emb.weight"]
+    renamed = [("detector.tgt_embed.weight" if variant == "dab" else "detector.query_embed.weight", "det_query_embed"),
+               ("detector.backbone.layer4.2.bn3.running_var", "backbone.backbone.backbone.layer4.2.bn3.running_var")]
+    for ours, theirs in [(k, k) for k in same_name] + renamed:
         assert torch.equal(c.state_dict[ours], official[theirs].float()), ours
     if variant == "ddetr":
         assert torch.equal(c.state_dict["query_updater.norm_pos.bias"], official["query_updater.norm_pos.bias"].float())
@@ -98,7 +97,7 @@ def test_convert_then_track_cli_reproduces_the_model(tmp_path):
     torch.manual_seed(0)
     settings = {"samba_num_layers": 2, "samba_ffn_dim": 16, "det_score_thresh": 0.0, "track_score_thresh": 0.0,
                 "update_thresh": 0.01, "result_score_thresh": 0.0, "area_threshold": 0.0}  # untrained: scores ~ 0.01
-    model = SambaMOTR(from_dict(SambaMOTR.Config, {**TINY, **settings, "detector": {**TINY["detector"], "num_classes": 1}})).eval()
+    model = SambaMOTR(from_dict(SambaMOTR.Config, {**TINY, **settings})).eval()
     official = {}
     for k, v in model.state_dict().items():
         for pattern, repl in TO_OFFICIAL:
@@ -109,7 +108,8 @@ def test_convert_then_track_cli_reproduces_the_model(tmp_path):
     for k in [k for k in official if k.startswith("bbox_embed.")]:
         official["transformer.decoder." + k] = official[k]
     torch.save({"model": official}, tmp_path / "sambamotr.pth")
-    sets = ["detector.backbone_depth=18"] + [f"{k}={v}" for k, v in settings.items() if k.startswith(("det_", "track_", "update", "result", "area"))]
+    runtime = ("det_", "track_", "update", "result", "area")  # not in the shapes: given to convert
+    sets = ["detector.backbone_depth=18"] + [f"{k}={v}" for k, v in settings.items() if k.startswith(runtime)]
     args = ["convert", "--from", "sambamotr", tmp_path / "sambamotr.pth", "--out", tmp_path / "converted"]
     assert cli.main([str(a) for a in args] + [f"--set={s}" for s in sets]) == 0
 

@@ -129,9 +129,10 @@ def test_vectorised_step_matches_naive_loop_over_frames_with_births_and_deaths(u
         for p in qu.parameters():
             p.add_(0.2 * torch.randn_like(p))
     Q = C if use_dab else 2 * C
-    newborn = lambda n: dict(ref_pts=torch.randn(n, 4, dtype=torch.double), query_embed=torch.randn(n, Q, dtype=torch.double),  # noqa: E731
-                             hidden_state=torch.zeros(n, L, D, N, dtype=torch.double),
-                             conv_history=torch.zeros(n, L, KCONV, D, dtype=torch.double))
+    def newborn(n):  # rows with a fresh query and reference and a zero Samba state
+        return dict(ref_pts=torch.randn(n, 4, dtype=torch.double), query_embed=torch.randn(n, Q, dtype=torch.double),
+                    hidden_state=torch.zeros(n, L, D, N, dtype=torch.double),
+                    conv_history=torch.zeros(n, L, KCONV, D, dtype=torch.double))
     tracks = newborn(3)
     masked_seen = 0
     for frame in range(4):

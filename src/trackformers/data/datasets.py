@@ -325,7 +325,8 @@ def load_bft(root: str, split: str = "train") -> list[Sequence]:
     frame numbers) with `<BFT>/annotations_mot/<split>/<video>.txt` (frame,id,x,y,w,h,-1,-1,-1);
     one class. `root` is the BFT folder or the folder holding `BFT/`; a split without
     annotation files (test) reads without ground truth."""
-    base = next((os.path.join(root, c) for c in (".", "BFT", "bft") if os.path.isdir(os.path.join(root, c, split))), None)
+    folders = [os.path.join(root, c) for c in (".", "BFT", "bft")]
+    base = next((f for f in folders if os.path.isdir(os.path.join(f, split))), None)
     if base is None:
         raise FileNotFoundError(f"BFT split folder not found: tried {root}/{{.,BFT,bft}}/{split}")
     split_dir = os.path.normpath(os.path.join(base, split))
