@@ -179,3 +179,26 @@ def test_masked_track_enters_samba_with_nothing():
         torch.testing.assert_close(newest[k], nothing)
     for k in (0, 2):
         assert not torch.allclose(newest[k], nothing)
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_tracklets_interact_only_through_the_synchronisation(sync):
+    """Changing one track's observation moves the others' states with WITH_SELF_ATTN, never without."""
+    torch.manual_seed(2)
+    qu = SambaQueryUpdater(C, d_ffn=24, num_heads=H, state_dim=N, num_layers=L, conv_dim=KCONV,
+                           with_self_attn=sync).double().eval()
+    K = 3
+    args = (torch.full((K,), 0.9, dtype=torch.double), torch.rand(K, 4, dtype=torch.double) * 0.5 + 0.25,
+            torch.randn(K, 4, dtype=torch.double), torch.randn(K, C, dtype=torch.double))
+    state = (torch.randn(K, L, D, N, dtype=torch.double), torch.randn(K, L, KCONV, D, dtype=torch.double))
+    out = torch.randn(K, C, dtype=torch.double)
+    other = out.clone()
+    other[2] = torch.randn(C, dtype=torch.double)  # (not a constant shift: LayerNorm would remove it)
+    with torch.no_grad():
+        a, b = qu(*args, out, *state), qu(*args, other, *state)
+    assert not torch.allclose(a["hidden_state"][2], b["hidden_state"][2])
+    assert torch.equal(a["conv_history"][:2, 0], b["conv_history"][:2, 0])  # layer 0's input: before any sync
+    for k in ("hidden_state", "query_embed"):
+        moved = not torch.allclose(a[k][:2], b[k][:2], rtol=0, atol=1e-12)
+        assert moved is sync, k
+    assert ("self_attn_layers" in dict(qu.sequence_model.layers[0].mixer.named_children())) is sync
