@@ -22,6 +22,7 @@ CONVERTERS = {
     "memotr": "trackformers.convert.memotr",
     "sambamotr": "trackformers.convert.sambamotr",
     "torchvision_resnet": "trackformers.convert.torchvision_resnet",
+    "qdtrack": "trackformers.convert.qdtrack",
 }
 
 
