@@ -4,7 +4,7 @@ import torch
 
 from test_memotr_train import TINY, synthetic_clip
 from trackformers.config import from_dict
-from trackformers.trackers.base import ClipLoss
+from trackformers.trackers.assignment import ClipLoss
 from trackformers.trackers.registry import method_class
 from trackformers.trackers.sambamotr import SambaMOTR
 

@@ -55,19 +55,3 @@ def init_box_head(head: MLP, wh_bias: float = -2.0) -> None:
     nn.init.constant_(head.layers[-1].bias, 0.0)
     nn.init.constant_(head.layers[-1].bias[2:], wh_bias)
 
-
-class FFN(nn.Module):
-    """Residual feed-forward block followed by LayerNorm: `norm(x + linear2(relu(linear1(x))))`.
-
-    Parameter names (`linear1`, `linear2`, `norm`) are those of MeMOTR's / SambaMOTR's FFN.
-    """
-
-    def __init__(self, d_model: int, d_ffn: int, dropout: float = 0.0):
-        super().__init__()
-        self.linear1 = nn.Linear(d_model, d_ffn)
-        self.linear2 = nn.Linear(d_ffn, d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))

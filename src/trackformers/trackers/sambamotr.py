@@ -26,8 +26,10 @@ from trackformers.models.detector import pad_images
 from trackformers.models.heads import FFN, MLP
 from trackformers.models.samba import Samba
 from trackformers.ops.box_ops import inverse_sigmoid
-from trackformers.trackers.base import ClipLoss, TrackState
-from trackformers.trackers.memotr import MeMOTR, MeMOTRConfig, MeMOTRFrameOutput
+from trackformers.trackers.assignment import ClipLoss
+from trackformers.trackers.memotr import MeMOTR, MeMOTRConfig
+from trackformers.trackers.query_tracker import FrameOutput
+from trackformers.trackers.state import TrackState
 
 SAMBA_STATE = ("hidden_state", "conv_history")
 
@@ -142,7 +144,7 @@ class SambaMOTR(MeMOTR):
         state = {k: like.new_zeros(n, *s) for k, s in self.query_updater.state_shapes().items()}
         return {"labels": torch.zeros(n, dtype=torch.long, device=like.device), **state}
 
-    def newborn(self, out: MeMOTRFrameOutput, rows: Tensor) -> TrackState:
+    def newborn(self, out: FrameOutput, rows: Tensor) -> TrackState:
         """MeMOTR's newborn (query, reference, label) with a zero Samba state."""
         r = super().newborn(out, rows)
         return r.replace(memory={**self._memory(len(r), r.embeds), "labels": r.memory["labels"]})
@@ -160,7 +162,8 @@ class SambaMOTR(MeMOTR):
         """MeMOTR's clip loss, with frames t < `no_grad_frames` run without gradient (official
         NO_GRAD_FRAMES): they are predicted, matched and propagated, and their losses and
         targets count in the clip's total, but only later frames backpropagate (also into the
-        Samba states they carry)."""
+        Samba states they carry). QueryTracker's loop with the grad switch per frame (the
+        template has no per-frame hook for it)."""
         k = self.cfg.no_grad_frames
         if max(len(c) for c in clips) <= k and torch.is_grad_enabled():
             raise ValueError(f"no_grad_frames={k} leaves no frame with gradient in clips of "
@@ -171,7 +174,7 @@ class SambaMOTR(MeMOTR):
         for t in range(max(len(c) for c in clips)):
             live = [b for b, c in enumerate(clips) if t < len(c)]
             with torch.set_grad_enabled(grad and t >= k):
-                images, masks = pad_images([clips[b][t][0] for b in live], self.size_divisibility)
+                images, masks = pad_images([clips[b][t][0] for b in live], self.cfg.size_divisibility)
                 for b, out in zip(live, self.step(images, masks, [states[b] for b in live])):
                     rows = self.supervise(out, clips[b][t][1], clip_loss)
                     if t + 1 < len(clips[b]):
