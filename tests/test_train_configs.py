@@ -34,3 +34,15 @@ def test_baseline_uses_the_detector_and_input_size_of_motr_synth():
     assert memotr.model["input"] == motr.model["input"]
     assert (memotr.data.datasets, memotr.data.sampler, memotr.data.scales) == (motr.data.datasets, motr.data.sampler, motr.data.scales)
     assert (memotr.optim, memotr.epochs, memotr.batch_size) == (motr.optim, motr.epochs, motr.batch_size)
+
+
+def test_sambamotr_configs_follow_the_official_longer_recipe():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name, epochs, miss in (("dancetrack", 20, 50), ("sportsmot", 28, 50), ("bft", 30, 20)):
+        cfg = load(TrainConfig, root / f"sambamotr/{name}.yaml")
+        assert cfg.data.sampler.lengths == [10] and cfg.model["no_grad_frames"] == 5, name
+        assert (cfg.epochs, cfg.model["miss_tolerance"]) == (epochs, miss), name
+    samba, memotr = load(TrainConfig, root / "sambamotr/synth.yaml"), load(TrainConfig, root / "memotr/synth.yaml")
+    assert samba.model["detector"] == memotr.model["detector"] and samba.model["input"] == memotr.model["input"]
+    assert (samba.optim, samba.epochs, samba.batch_size) == (memotr.optim, memotr.epochs, memotr.batch_size)
+    assert samba.model["no_grad_frames"] < min(samba.data.sampler.lengths)

@@ -20,6 +20,7 @@ CONVERTERS = {
     "dab_deformable_detr": "trackformers.convert.dab_deformable_detr",
     "motr": "trackformers.convert.motr",
     "memotr": "trackformers.convert.memotr",
+    "sambamotr": "trackformers.convert.sambamotr",
     "torchvision_resnet": "trackformers.convert.torchvision_resnet",
     "qdtrack": "trackformers.convert.qdtrack",
 }

@@ -88,16 +88,18 @@ def convert(official: dict, overrides: list[str] | None = None) -> Converted:
     return Converted(state_dict, {"method": "memotr", **to_dict(cfg)}, dropped)
 
 
-def init_from_detector(sd: dict, extra: dict) -> Converted:
+def init_from_detector(sd: dict, extra: dict, method: str = "memotr") -> Converted:
     """A MeMOTR to train, initialised as the original's `load_pretrained_model` does from a COCO
     detector checkpoint (DAB-Deformable-DETR, or Deformable DETR for `use_dab: false`):
     every detector tensor by name, the COCO class head reduced to its first 1-3 foreground
     rows (person, ...) for 1-3 classes and left at its initialisation otherwise (BDD100K), the
     query updater at its initialisation. The MeMOTR constants (position temperature 20,
     inverse-sigmoid eps 1e-5, anchor order x, y, w, h) are MeMOTR's, as the original's
-    fine-tuning uses them; `--set` gives the rest (e.g. detector.num_classes=8)."""
+    fine-tuning uses them; `--set` gives the rest (e.g. detector.num_classes=8). `method`: a
+    MeMOTR-family tracker of the registry with the same detector (e.g. sambamotr)."""
     from trackformers.convert import dab_deformable_detr, deformable_detr
-    from trackformers.trackers.memotr import MeMOTR
+    from trackformers.trackers.registry import method_class
+    tracker = method_class(method)
 
     use_dab = "tgt_embed.weight" in sd
     reader = dab_deformable_detr if use_dab else deformable_detr
@@ -107,9 +109,9 @@ def init_from_detector(sd: dict, extra: dict) -> Converted:
     inferred = {"use_dab": use_dab, "detector": {"with_box_refine": True, "two_stage": False, "dropout": 0.0,
                                                  "pos_temperature": 20.0, "num_classes": 1,
                                                  **{k: getattr(shaped, k) for k in keep}}}
-    cfg = from_dict(MeMOTR.Config, merge(inferred, extra))
+    cfg = from_dict(tracker.Config, merge(inferred, extra))
     torch.manual_seed(0)  # the parts the detector does not provide start from MeMOTR's own init
-    fresh = MeMOTR(cfg).state_dict()
+    fresh = tracker(cfg).state_dict()
     renames = [(r"backbone\.0\.body\.", "detector.backbone."),
                (r"transformer\.decoder\.(query_scale|ref_point_head)\.", r"detector.transformer.decoder.anchor_pos.\1."),
                (r"", "detector.")]
@@ -125,4 +127,4 @@ def init_from_detector(sd: dict, extra: dict) -> Converted:
                 and not (K > 3 and k.startswith("detector.class_embed."))}
     state_dict, dropped = map_state_dict(sd, expected, Rules(renames, drops))
     state_dict = {**fresh, **state_dict}  # query updater (and an unused class head) at init
-    return Converted(state_dict, {"method": "memotr", **to_dict(cfg)}, dropped)
+    return Converted(state_dict, {"method": method, **to_dict(cfg)}, dropped)

@@ -321,6 +321,45 @@ def load_bdd100k(root: str, split: str = "train") -> list[Sequence]:
     return offset_ids(sequences)
 
 
+def load_bft(root: str, split: str = "train") -> list[Sequence]:
+    """BFT (birds) as SambaMOTR reads it: `<BFT>/<split>/<video>/<frame>.jpg` (file names are the
+    frame numbers) with `<BFT>/annotations_mot/<split>/<video>.txt` (frame,id,x,y,w,h,-1,-1,-1);
+    one class. `root` is the BFT folder or the folder holding `BFT/`; a split without
+    annotation files (test) reads without ground truth."""
+    folders = [os.path.join(root, c) for c in (".", "BFT", "bft")]
+    base = next((f for f in folders if os.path.isdir(os.path.join(f, split))), None)
+    if base is None:
+        raise FileNotFoundError(f"BFT split folder not found: tried {root}/{{.,BFT,bft}}/{split}")
+    split_dir = os.path.normpath(os.path.join(base, split))
+    names = sorted(n for n in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, n)))
+    if not names:
+        raise ValueError(f"{split_dir}: no videos")
+    sequences = []
+    for name in names:
+        video = os.path.join(split_dir, name)
+        stems = {p: os.path.splitext(os.path.basename(p))[0] for p in list_images(video)}
+        if not stems or not all(s.isdigit() for s in stems.values()):
+            raise ValueError(f"{video}: expected images named by their frame number")
+        paths = sorted(stems, key=lambda p: int(stems[p]))
+        first = int(stems[paths[0]])
+        if [int(stems[p]) for p in paths] != list(range(first, first + len(paths))):
+            raise ValueError(f"{video}: frame numbers have gaps")
+        gt_path = os.path.join(base, "annotations_mot", split, f"{name}.txt")
+        has_gt = os.path.isfile(gt_path)
+        annotations = [FrameAnnotations.empty() for _ in paths]
+        if has_gt:
+            rows = mot.read_mot(gt_path)
+            rows[:, mot.FRAME] += 1 - first  # frame `first` is index 0
+            rows[:, mot.CLASS] = 1           # -1 in the files: every box is a bird
+            try:
+                annotations = frames_from_mot(rows, len(paths))
+            except ValueError as e:
+                raise ValueError(f"{gt_path}: {e}") from None
+        width, height = image_size(paths[0])
+        sequences.append(Sequence(name, paths, width, height, 0.0, annotations, has_gt=has_gt))
+    return offset_ids(sequences)
+
+
 LOADERS = {
     "dancetrack": load_dancetrack,
     "sportsmot": load_sportsmot,
@@ -329,12 +368,13 @@ LOADERS = {
     "crowdhuman": load_crowdhuman,
     "bdd100k": load_bdd100k,
     "synthetic": load_synthetic,
+    "bft": load_bft,
 }
 
 
 def load_dataset(name: str, root: str, split: str = "train", **options) -> list[Sequence]:
     """Read a dataset split: name in dancetrack, sportsmot, mot17, mot20, crowdhuman,
-    bdd100k, synthetic. `options` go to the reader (e.g. `detector=` for MOT17)."""
+    bdd100k, synthetic, bft. `options` go to the reader (e.g. `detector=` for MOT17)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in LOADERS:
         raise ValueError(f"unknown dataset {name!r} (choose from {', '.join(LOADERS)})")

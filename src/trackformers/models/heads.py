@@ -54,3 +54,4 @@ def init_box_head(head: MLP, wh_bias: float = -2.0) -> None:
     nn.init.constant_(head.layers[-1].weight, 0.0)
     nn.init.constant_(head.layers[-1].bias, 0.0)
     nn.init.constant_(head.layers[-1].bias[2:], wh_bias)
+

@@ -26,6 +26,7 @@ from trackformers.trackers.results import FrameTracks
 METHODS = {
     "motr": "trackformers.trackers.motr:MOTR",
     "memotr": "trackformers.trackers.memotr:MeMOTR",
+    "sambamotr": "trackformers.trackers.sambamotr:SambaMOTR",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
     "qdtrack": "trackformers.trackers.qdtrack:QDTrack",
 }
