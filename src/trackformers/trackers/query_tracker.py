@@ -68,6 +68,8 @@ class QueryTracker(Tracker):
     # Whether a single inference frame is zero-padded to `cfg.size_divisibility` (MeMOTR's
     # loader pads every image; MOTR's inference script does not).
     pad_at_inference: bool = False
+    # Training: the first frames of every clip that run without gradient (0: none).
+    no_grad_frames: int = 0
 
     # -- the shared per-frame step ------------------------------------------------------
     def new_state(self) -> TrackState:
@@ -190,16 +192,23 @@ class QueryTracker(Tracker):
 
     def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
         """Collective average loss of a batch of clips (each a list of (image, target)); clips
-        may differ in length and image size (frames are padded per time step)."""
+        may differ in length and image size (frames are padded per time step). Frames before
+        `no_grad_frames` run without gradient (SambaMOTR's NO_GRAD_FRAMES): predicted, matched
+        and propagated, their losses and targets counted, but only later frames backpropagate."""
+        k, length, grad = self.no_grad_frames, max(len(c) for c in clips), torch.is_grad_enabled()
+        if k and length <= k and grad:
+            raise ValueError(f"no_grad_frames={k} leaves no frame with gradient in clips of {length} frames "
+                             "(lengthen data.sampler.lengths)")
         clip_loss = ClipLoss()
         states = [self.new_state() for _ in clips]
-        for t in range(max(len(c) for c in clips)):
+        for t in range(length):
             live = [b for b, c in enumerate(clips) if t < len(c)]
-            images, masks = pad_images([clips[b][t][0] for b in live], self.cfg.size_divisibility)
-            for b, out in zip(live, self.step(images, masks, [states[b] for b in live])):
-                rows = self.supervise(out, clips[b][t][1], clip_loss)
-                if t + 1 < len(clips[b]):
-                    states[b] = self.training_tracks(out, rows)
+            with torch.set_grad_enabled(grad and t >= k):
+                images, masks = pad_images([clips[b][t][0] for b in live], self.cfg.size_divisibility)
+                for b, out in zip(live, self.step(images, masks, [states[b] for b in live])):
+                    rows = self.supervise(out, clips[b][t][1], clip_loss)
+                    if t + 1 < len(clips[b]):
+                        states[b] = self.training_tracks(out, rows)
         c = self.cfg.loss
         return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
                                  "loss_giou": c.giou_loss_coef})

@@ -22,11 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trackformers.models.dab import anchor_sine_embed
-from trackformers.models.detector import pad_images
 from trackformers.models.heads import FFN, MLP
 from trackformers.models.samba import Samba
 from trackformers.ops.box_ops import inverse_sigmoid
-from trackformers.trackers.assignment import ClipLoss
 from trackformers.trackers.memotr import MeMOTR, MeMOTRConfig
 from trackformers.trackers.query_tracker import FrameOutput
 from trackformers.trackers.state import TrackState
@@ -157,28 +155,7 @@ class SambaMOTR(MeMOTR):
         memory = dict(m, hidden_state=upd["hidden_state"], conv_history=upd["conv_history"])
         return tracks.replace(queries=upd["query_embed"], refs=upd["ref_pts"], memory=memory)
 
-    # -- training -------------------------------------------------------------------------
-    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
-        """MeMOTR's clip loss, with frames t < `no_grad_frames` run without gradient (official
-        NO_GRAD_FRAMES): they are predicted, matched and propagated, and their losses and
-        targets count in the clip's total, but only later frames backpropagate (also into the
-        Samba states they carry). QueryTracker's loop with the grad switch per frame (the
-        template has no per-frame hook for it)."""
-        k = self.cfg.no_grad_frames
-        if max(len(c) for c in clips) <= k and torch.is_grad_enabled():
-            raise ValueError(f"no_grad_frames={k} leaves no frame with gradient in clips of "
-                             f"{max(len(c) for c in clips)} frames (lengthen data.sampler.lengths)")
-        grad = torch.is_grad_enabled()
-        clip_loss = ClipLoss()
-        states = [self.new_state() for _ in clips]
-        for t in range(max(len(c) for c in clips)):
-            live = [b for b, c in enumerate(clips) if t < len(c)]
-            with torch.set_grad_enabled(grad and t >= k):
-                images, masks = pad_images([clips[b][t][0] for b in live], self.cfg.size_divisibility)
-                for b, out in zip(live, self.step(images, masks, [states[b] for b in live])):
-                    rows = self.supervise(out, clips[b][t][1], clip_loss)
-                    if t + 1 < len(clips[b]):
-                        states[b] = self.training_tracks(out, rows)
-        c = self.cfg.loss
-        return clip_loss.result({"loss_ce": c.cls_loss_coef, "loss_bbox": c.bbox_loss_coef,
-                                 "loss_giou": c.giou_loss_coef})
+    @property
+    def no_grad_frames(self) -> int:
+        """Training: the first frames of every clip run without gradient (official NO_GRAD_FRAMES)."""
+        return self.cfg.no_grad_frames
