@@ -266,12 +266,15 @@ class MeMOTR(QueryTracker):
         refs = inverse_sigmoid(out.inter[-2][rows], self.cfg.detector.inverse_sigmoid_eps)
         return r.replace(queries=queries, refs=refs, memory=memory)
 
+    # the per-row memory the query updater reads and writes (SambaMOTR: its SSM state)
+    updater_memory = ("last_output", "long_memory")
+
     def next_state(self, tracks: TrackState) -> TrackState:
         """The query updater on one sequence's tracks (training and inference alike)."""
         m = tracks.memory
         upd = self.query_updater(tracks.logits.detach().sigmoid().max(-1).values, tracks.boxes, tracks.refs,
-                                 tracks.queries, tracks.embeds, m["last_output"], m["long_memory"])
-        memory = dict(m, last_output=upd["last_output"], long_memory=upd["long_memory"])
+                                 tracks.queries, tracks.embeds, *(m[k] for k in self.updater_memory))
+        memory = dict(m, **{k: upd[k] for k in self.updater_memory})
         return tracks.replace(queries=upd["query_embed"], refs=upd["ref_pts"], memory=memory)
 
     # -- inference ------------------------------------------------------------------------

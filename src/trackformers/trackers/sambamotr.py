@@ -137,6 +137,8 @@ class SambaMOTR(MeMOTR):
             cfg.samba_dropout, cfg.update_thresh, learned_query_pos=not cfg.use_dab, eps=d.inverse_sigmoid_eps)
 
     # -- state ------------------------------------------------------------------------
+    updater_memory = ("hidden_state", "conv_history")
+
     def _memory(self, n: int, like: Tensor) -> dict[str, Tensor]:
         """Per-row memory of n fresh rows: a zero SSM state (a newborn's) and the label."""
         state = {k: like.new_zeros(n, *s) for k, s in self.query_updater.state_shapes().items()}
@@ -146,14 +148,6 @@ class SambaMOTR(MeMOTR):
         """MeMOTR's newborn (query, reference, label) with a zero Samba state."""
         r = super().newborn(out, rows)
         return r.replace(memory={**self._memory(len(r), r.embeds), "labels": r.memory["labels"]})
-
-    def next_state(self, tracks: TrackState) -> TrackState:
-        """The Samba updater on one sequence's tracks (training and inference alike)."""
-        m = tracks.memory
-        upd = self.query_updater(tracks.logits.detach().sigmoid().max(-1).values, tracks.boxes, tracks.refs,
-                                 tracks.queries, tracks.embeds, m["hidden_state"], m["conv_history"])
-        memory = dict(m, hidden_state=upd["hidden_state"], conv_history=upd["conv_history"])
-        return tracks.replace(queries=upd["query_embed"], refs=upd["ref_pts"], memory=memory)
 
     @property
     def no_grad_frames(self) -> int:
