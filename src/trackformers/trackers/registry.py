@@ -25,6 +25,7 @@ from trackformers.trackers.results import FrameTracks
 METHODS = {
     "motr": "trackformers.trackers.motr:MOTR",
     "memotr": "trackformers.trackers.memotr:MeMOTR",
+    "trackformer": "trackformers.trackers.trackformer:Trackformer",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
 }
 
@@ -173,6 +174,8 @@ class StreamingTracker:
         # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
         self._pass_size = "orig_size" in inspect.signature(model.track).parameters
         self.prepare = FramePreparer(model.cfg.input)
+        # A method may write its result files the way its official code does (results.MOT_CONVENTIONS).
+        self.mot_convention = getattr(model.cfg, "mot_convention", "mot")
         self.reset()
 
     @property
@@ -192,7 +195,7 @@ class StreamingTracker:
         extra = {"orig_size": (h, w)} if self._pass_size else {}
         result, self.state = self.model.track(image, self.state, **extra)
         self.frame += 1
-        return FrameTracks.from_model_output(self.frame, result, (h, w), self.id_offset)
+        return FrameTracks.from_model_output(self.frame, result, (h, w), self.id_offset, self.mot_convention)
 
 
 def load_tracker(name_or_path: str | Path, device: str | torch.device = "cpu", weights: str | Path | None = None,
