@@ -207,18 +207,23 @@ class Trackformer(QueryTracker):
         """Three-step matching per decoder layer (track queries -> their identity's target, FP
         or vanished ones -> background, Hungarian on the object queries for the rest), losses
         normalised by the number of current targets."""
-        n = len(track_ids)
-        ids = torch.cat((track_ids, track_ids.new_full((logits.shape[1] - n,), -1)))
-        candidates = torch.arange(len(ids), device=ids.device) >= n
         layers = logits.shape[0]
         supervised = range(layers) if self.cfg.detector.aux_loss else [layers - 1]
         losses = {}
         for layer in supervised:
-            a = match_tracklets(ids, candidates, logits[layer].detach(), boxes[layer].detach(), target, self.matcher)
+            gt_idx = self.assign(track_ids, logits[layer].detach(), boxes[layer].detach(), target)
             prefix = "" if layer == layers - 1 else f"aux{layer}/"
-            for k, v in self.layer_losses(logits[layer], boxes[layer], a.gt_idx, target).items():
+            for k, v in self.layer_losses(logits[layer], boxes[layer], gt_idx, target).items():
                 losses[prefix + k] = v
         clip_loss.add(losses, len(target["ids"]))
+
+    def assign(self, track_ids: Tensor, logits: Tensor, boxes: Tensor, target: dict) -> Tensor:
+        """(N,) target index per row (-1: background) of one layer: the first len(track_ids)
+        rows are track queries (id -1: false positive), the rest object queries."""
+        n = len(track_ids)
+        ids = torch.cat((track_ids, track_ids.new_full((logits.shape[0] - n,), -1)))
+        candidates = torch.arange(len(ids), device=ids.device) >= n
+        return match_tracklets(ids, candidates, logits, boxes, target, self.matcher).gt_idx
 
     def sample_track_queries(self, prev_out: list, prev_targets: list[dict], targets: list[dict]) -> list:
         """Per sample (ids, embeddings, boxes) of the track queries made from the previous frame
