@@ -85,12 +85,20 @@ class MultiFrameDeformableDETR(DeformableDETR):
                                                              cfg.pos_scale)
 
     def frame_positions(self, levels: Levels) -> tuple[list[Tensor], list[Tensor]]:
-        """Position encodings of a frame's levels as the previous and as the current frame."""
+        """Position encodings of a frame's levels as the previous and as the current frame.
+
+        Without padding they depend on the level shapes only: a video's frames (two per step)
+        reuse them instead of recomputing the sines every frame."""
         srcs, masks = levels
+        key = tuple((tuple(m.shape), s.dtype, s.device) for s, m in zip(srcs, masks))
+        unpadded = not any(bool(m.any()) for m in masks)
+        if unpadded and getattr(self, "_pos_cache", (None,))[0] == key:
+            return self._pos_cache[1]
         pos = [self.position_encoding(m).to(s.dtype) for s, m in zip(srcs, masks)]
-        if self.multi_frame_encoding:
-            return [p[:, 0] for p in pos], [p[:, 1] for p in pos]
-        return pos, pos
+        out = ([p[:, 0] for p in pos], [p[:, 1] for p in pos]) if self.multi_frame_encoding else (pos, pos)
+        if unpadded:
+            self._pos_cache = (key, out)
+        return out
 
     def encode_pair(self, current: Levels, previous: Levels | None = None) -> EncoderOutput:
         """Encoder output for the current frame's levels and the previous frame's (None: the
