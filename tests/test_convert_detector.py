@@ -11,7 +11,8 @@ from trackformers.convert.common import ConversionError
 from trackformers.convert.deformable_detr import convert
 from trackformers.data.transforms import ToTensorNormalize
 from trackformers.models.backbone import ResNet
-from trackformers.models.detector import load_detector, pad_images
+from trackformers.models.detector import pad_images
+from trackformers.models.load import load_detector
 from trackformers.models.postprocess import postprocess
 
 

@@ -82,7 +82,7 @@ def test_dab_detector_forward_matches_a_written_out_decoder():
 def test_cli_convert_then_detector_loader(tmp_path):
     """`trackformers convert --from dab_deformable_detr` -> load_detector gives the same model."""
     from trackformers.cli import main
-    from trackformers.models.detector import load_detector
+    from trackformers.models.load import load_detector
     torch.manual_seed(1)
     cfg = DABDetectorConfig(backbone_depth=18, backbone_width=8, hidden_dim=32, nheads=4, num_feature_levels=4,
                             enc_layers=1, dec_layers=2, dim_feedforward=64, num_queries=5, num_classes=2)

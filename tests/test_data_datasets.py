@@ -147,7 +147,7 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"^[^:]*gt\.txt:2: not a number"):  # the path once
         load_dataset("dancetrack", str(tmp_path), "train")
     (seq_dir / "gt" / "gt.txt").write_text("7,1,0,0,5,5,1,1,1\n")
-    with pytest.raises(ValueError, match="frame 7 outside 1..2"):
+    with pytest.raises(ValueError, match=r"gt\.txt:1: frame 7 is outside 1\.\.2"):
         load_dataset("dancetrack", str(tmp_path), "train")
     os.remove(seq_dir / "img1" / "00000002.jpg")
     with pytest.raises(ValueError, match="seqLength=2"):

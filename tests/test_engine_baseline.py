@@ -2,7 +2,7 @@
 import torch
 
 from trackformers.config import from_dict
-from trackformers.trackers.baseline import BaselineState, IoUBaseline, IoUBaselineConfig, associate
+from trackformers.trackers.baseline import IoUBaseline, IoUBaselineConfig, associate
 
 TINY_DETECTOR = dict(backbone_depth=18, backbone_width=8, hidden_dim=32, nheads=2, enc_layers=1, dec_layers=1,
                      dim_feedforward=32, num_queries=10, num_feature_levels=1)
@@ -39,22 +39,22 @@ def cxcywh(x1, y1, x2, y2):
     return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
 
 
-def dets(*rows):
-    """rows of (xyxy normalised, score) -> a detection dict (class 0)."""
-    return {"boxes": torch.tensor([cxcywh(*b) for b, _ in rows]).reshape(-1, 4),
-            "scores": torch.tensor([s for _, s in rows]), "labels": torch.zeros(len(rows), dtype=torch.long)}
+def dets(model, *rows):
+    """rows of (xyxy normalised, score) -> detection rows (class 0)."""
+    return model.rows(torch.tensor([cxcywh(*b) for b, _ in rows]).reshape(-1, 4),
+                      torch.tensor([s for _, s in rows]), torch.zeros(len(rows), dtype=torch.long))
 
 
 def test_lifecycle_births_misses_deaths_and_ids_never_reused():
     model = tiny_baseline(score_thresh=0.6, iou_thresh=0.3, miss_tolerance=2)
     a, a2, b = (0.1, 0.1, 0.3, 0.5), (0.12, 0.1, 0.32, 0.5), (0.6, 0.2, 0.8, 0.6)
-    state = BaselineState.empty()
+    state = model.new_state()
     frames = [
-        dets((a, 0.9), (b, 0.5)),   # a born as 0; b too weak to be born
-        dets((a2, 0.55), (b, 0.7)),  # a2 continues 0 (matching needs no birth score); b born as 1
-        dets((b, 0.8)),              # 0 missed once; 1 continues
-        dets(),                      # 0 missed twice -> ends; 1 missed once
-        dets((a, 0.9), (b, 0.9)),    # a is a new track (id 2, 0 is never reused); b continues 1
+        dets(model, (a, 0.9), (b, 0.5)),   # a born as 0; b too weak to be born
+        dets(model, (a2, 0.55), (b, 0.7)),  # a2 continues 0 (matching needs no birth score); b born as 1
+        dets(model, (b, 0.8)),              # 0 missed once; 1 continues
+        dets(model),                      # 0 missed twice -> ends; 1 missed once
+        dets(model, (a, 0.9), (b, 0.9)),    # a is a new track (id 2, 0 is never reused); b continues 1
     ]
     expected_ids = [[0], [0, 1], [1], [], [1, 2]]
     expected_boxes = [[a], [a2, b], [b], [], [b, a]]
@@ -64,15 +64,15 @@ def test_lifecycle_births_misses_deaths_and_ids_never_reused():
         assert result["ids"].tolist() == ids
         torch.testing.assert_close(result["boxes"], torch.tensor([cxcywh(*bx) for bx in boxes]).reshape(-1, 4))
         torch.testing.assert_close(result["scores"], torch.tensor(scores))
-    assert state.ids.tolist() == [1, 2] and state.next_id == 3 and state.misses.tolist() == [0, 0]
+    assert state.ids.tolist() == [1, 2] and state.context.next_id == 3 and state.misses.tolist() == [0, 0]
 
 
 def test_track_runs_the_detector_and_keeps_confident_boxes():
     model = tiny_baseline(det_thresh=0.0, score_thresh=0.0, max_detections=4).eval()
     found = model.detect(torch.randn(3, 64, 96))
-    assert found["boxes"].shape == (4, 4) and bool((found["scores"][:-1] >= found["scores"][1:]).all())
+    assert found.boxes.shape == (4, 4) and bool((found.scores[:-1] >= found.scores[1:]).all())
     result, state = model.track(torch.randn(3, 64, 96), model.new_state())
-    assert result["ids"].tolist() == [0, 1, 2, 3] and state.next_id == 4
+    assert result["ids"].tolist() == [0, 1, 2, 3] and state.context.next_id == 4
 
 
 def test_training_loss_trains_the_detector_and_its_weights_start_a_motr(tmp_path):

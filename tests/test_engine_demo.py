@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -64,10 +65,13 @@ def test_bench_reports_metrics_and_fps_per_preset_and_model(tmp_path, tiny_model
 
 def test_bench_command_prints_one_table_of_every_model_and_preset(tmp_path, tiny_model, capsys):
     args = ["bench", "--models", tiny_model, tiny_model + ".safetensors", "--presets", "simple", "dance",
-            "--seqs", "1", "--frames", "3", "--size", "96x64", "--device", "cpu", "--json", str(tmp_path / "r.json")]
+            "--seqs", "1", "--frames", "3", "--size", "96x64", "--device", "cpu", "--json", str(tmp_path / "r.json"),
+            "--plot", str(tmp_path / "r.png")]
     assert cli.main(args) == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    lines = capsys.readouterr().out.strip().splitlines()
+    image = cv2.imread(str(tmp_path / "r.png"))
+    assert image is not None and image.shape[1] > image.shape[0] > 200  # two panels side by side
+    lines = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("plot ->")]
     assert lines[0].split() == ["set", "model", "HOTA", "DetA", "AssA", "MOTA", "IDF1", "FPS"]
     rows = [line.split() for line in lines[1:-1] if not line.startswith("-")]
     assert [r[:2] for r in rows] == [[p, m] for p in ("simple", "dance") for m in (tiny_model, tiny_model + ".safetensors")]

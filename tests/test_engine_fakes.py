@@ -1,6 +1,6 @@
 """Tiny stand-ins for a tracker and a clip dataset, used by the engine tests.
 
-They follow the fixed tracker interface (Config, training_loss, new_state, track) with a few
+They follow the tracker contract (trackers/tracker.py: Config, training_loss, new_state, track) with a few
 hundred parameters, so the engine's loops can be tested in seconds. Run as a script under
 torchrun, this module trains one on each rank and saves that rank's final weights.
 """
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+
+from trackformers.trackers.tracker import Tracker
 
 
 @dataclass
@@ -30,10 +33,11 @@ class TinyConfig:
     score_thresh: float = 0.5
     crash_at: int = 0                  # raise in track() at this 1-based frame (0: never)
     crash_hard: bool = False           # ... or end the process at once (no cleanup, no buffer flush)
+    kill_at: int = 0                   # SIGKILL this process at this 1-based training step / tracked frame
     input: InputConfig = field(default_factory=InputConfig)
 
 
-class TinyTracker(nn.Module):
+class TinyTracker(Tracker):
     """A 'tracker' whose training loss uses dropout (RNG) and whose track() reports scripted boxes.
 
     track(): frame t (1-based) reports ids 0 and 1 (id 1 only from frame 2 on) with normalised
@@ -51,6 +55,9 @@ class TinyTracker(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def training_loss(self, clips: list) -> dict:
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.cfg.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         total, n = 0.0, 0
         for clip in clips:
             for image, target in clip:
@@ -64,8 +71,10 @@ class TinyTracker(nn.Module):
     def new_state(self) -> dict:
         return {"t": 0}
 
-    def track(self, image: torch.Tensor, state: dict) -> tuple[dict, dict]:
+    def track(self, image: torch.Tensor, state: dict, orig_size=None) -> tuple[dict, dict]:
         t = state["t"] + 1
+        if t == self.cfg.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         if t == self.cfg.crash_at:
             if self.cfg.crash_hard:
                 os._exit(17)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from trackformers.ops.box_ops import inverse_sigmoid
 from trackformers.trackers.memotr import MeMOTR
 
 # The fixture's runtime (README "Thresholds used"): lowered so tracks are born, persist and die.
@@ -105,8 +106,8 @@ def test_decoder_outputs_every_layer(run, reference):
         torch.testing.assert_close(out.boxes, f["all_layers_bboxes"], rtol=0, atol=1e-4, msg=f"frame {t}")
         torch.testing.assert_close(out.rows.embeds, f["hs_last"], rtol=0, atol=1e-3)
         # what a newborn is initialised from: the last layer's input and its reference
-        torch.testing.assert_close(out.penultimate, f["decoder_layer_inputs_last"], rtol=0, atol=1e-3)
-        torch.testing.assert_close(out.last_refs, f["last_ref_pts"], rtol=0, atol=1e-3)
+        torch.testing.assert_close(out.hs[-2], f["decoder_layer_inputs_last"], rtol=0, atol=1e-3)
+        torch.testing.assert_close(inverse_sigmoid(out.inter[-2], 1e-5), f["last_ref_pts"], rtol=0, atol=1e-3)
 
 
 def test_runtime_decisions_exact(run, reference):

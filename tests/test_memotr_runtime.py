@@ -3,8 +3,9 @@ RuntimeTracker / Submitter logic written as a loop in the test, on a multi-class
 import torch
 
 from trackformers.config import from_dict
-from trackformers.trackers.base import TrackState
-from trackformers.trackers.memotr import MeMOTR, MeMOTRFrameOutput
+from trackformers.trackers.memotr import MeMOTR
+from trackformers.trackers.query_tracker import FrameOutput
+from trackformers.trackers.state import TrackState
 
 Q, K, C = 6, 3, 32
 CFG = {"detector": {"backbone_depth": 18, "backbone_width": 8, "hidden_dim": C, "nheads": 4, "num_feature_levels": 3,
@@ -42,7 +43,7 @@ def test_lifecycle_and_report_match_the_official_loop():
     # 4 live tracks (ids 0, 1, 2, 5) with birth labels 2, 0, 1, 1 and miss counters 1, 0, 1, 0
     det_logits = torch.tensor([[2.0, -3, -3], [-1, 0.3, -2], [-3, -3, 0.5], [0.0, 0.1, -5], [-5, 3, -5], [-4, -4, -4]])
     trk_logits = torch.tensor([[3.0, -3, -1], [-0.5, 2, 2], [-3, -0.3, -2], [-2, 1, -2]])
-    rows = TrackState.cat([model.detect_rows(next_id=6),
+    rows = TrackState.cat([model.detect_rows().with_context(next_id=6),
                            TrackState.new_rows(torch.randn(4, C), torch.randn(4, 4), C, K, model._memory(4, torch.zeros(1)))])
     labels = torch.tensor([0] * Q + [2, 0, 1, 1])
     rows = rows.replace(
@@ -51,7 +52,9 @@ def test_lifecycle_and_report_match_the_official_loop():
         boxes=torch.tensor([[0.5, 0.5, 0.2, 0.3]] * (Q + 4)),
         memory=dict(model._memory(Q + 4, torch.zeros(1)), labels=labels))
     penultimate, last_refs = torch.randn(Q + 4, C), torch.randn(Q + 4, 4)
-    out = MeMOTRFrameOutput(rows, rows.logits[None], rows.boxes[None], penultimate, last_refs)
+    hs = torch.stack((penultimate, rows.embeds))
+    inter = torch.stack((last_refs.sigmoid(), rows.boxes))  # references after each layer (sigmoid space)
+    out = FrameOutput(rows, rows.logits[None], rows.boxes[None], hs, inter)
 
     tracks = model.lifecycle(out)
     prob = rows.logits.sigmoid().tolist()
@@ -66,7 +69,7 @@ def test_lifecycle_and_report_match_the_official_loop():
     # newborns: content query = last layer's input, reference = its start box, memories = copies
     nb = torch.tensor(born)
     torch.testing.assert_close(tracks.queries[3:], penultimate[nb])
-    torch.testing.assert_close(tracks.refs[3:], last_refs[nb])
+    torch.testing.assert_close(tracks.refs[3:], last_refs[nb], atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(tracks.memory["long_memory"][3:], penultimate[nb])
     torch.testing.assert_close(tracks.memory["last_output"][3:], rows.embeds[nb])
 

@@ -43,7 +43,7 @@ def test_loss_decreases_and_tracks_keep_ids():
     clip = synthetic_clip(2)
     state = model.new_state()
     out = model.step(clip[0][0][None], None, [state])[0]
-    from trackformers.trackers.base import ClipLoss
+    from trackformers.trackers.assignment import ClipLoss
     rows = model.supervise(out, clip[0][1], ClipLoss())
     assert sorted(rows.ids[rows.ids >= 0].tolist()) == [3, 7]
     selected = model.training_tracks(out, rows)
@@ -106,7 +106,7 @@ def test_gradient_checkpointing_changes_nothing():
 
 def test_track_dropping_and_false_positive_insertion():
     """TP_DROP_RATE / FP_INSERT_RATE selection: certain drops and certain insertions."""
-    from trackformers.trackers.base import TrackState
+    from trackformers.trackers.state import TrackState
     torch.manual_seed(0)
     model = MeMOTR(from_dict(MeMOTR.Config, TINY))
     C = 32

@@ -5,10 +5,11 @@ import torch
 from trackformers.checkpoint import save_model
 from trackformers.config import to_dict
 from trackformers.data.synthetic import generate_synthetic
-from trackformers.models.detector import DetectorConfig, build_detector, load_detector, pad_images
+from trackformers.data.sources import load_frames
+from trackformers.models.detector import DetectorConfig, build_detector, pad_images
+from trackformers.models.load import load_detector
 from trackformers.models.postprocess import postprocess
-from trackformers.models.train_detector import (DetectorTraining, DetectorTrainingConfig, evaluate_ap, fit,
-                                                load_frames)
+from trackformers.models.train_detector import DetectorTraining, DetectorTrainingConfig, evaluate_ap, fit
 
 
 def tiny(**kw):

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from trackformers.trackers import lifecycle
 from trackformers.trackers.motr import MOTR
 
 THRESHOLDS = ["miss_tolerance=2", "score_thresh=0.7", "filter_score_thresh=0.6", "prob_threshold=0.7",
@@ -151,7 +152,7 @@ def test_runtime_tracker_state_is_identical(run, reference):
     _, ref = reference
     born_per_frame = []
     for t, (rec, f) in enumerate(zip(run[0], ref)):
-        rows = rec["model"].lifecycle(rec["out"].rows)
+        rows = lifecycle.update(rec["out"].rows, rec["model"].rules)  # every row, before the dead are dropped
         after = f["after_track_base"]
         assert rows.ids.tolist() == after["obj_idxes"].tolist(), f"frame {t} obj ids"
         assert rows.misses.tolist() == after["disappear_time"].tolist(), f"frame {t} disappear_time"

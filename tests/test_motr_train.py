@@ -11,9 +11,10 @@ from trackformers.config import from_dict, load_yaml, merge
 from trackformers.data.mot import read_mot
 from trackformers.data.synthetic import generate_synthetic
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
-from trackformers.trackers.base import TrackState
 from trackformers.trackers.motr import MOTR
-from trackformers.trackers.qim import insert_false_positives, select_tracks
+from trackformers.trackers.assignment import insert_false_positives
+from trackformers.trackers.motr import select_tracks
+from trackformers.trackers.state import TrackState
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "motr"
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
@@ -76,7 +77,7 @@ def test_tiny_motr_overfits_a_clip_and_tracks_it_with_stable_ids(tmp_path):
             seen.append({int(i): int(target["ids"][j]) for i, j in zip(result["ids"], iou.argmax(1))})
     assert sorted(seen[0]) == list(range(len(clip[0][1]["ids"])))  # born in frame 1, ids from 0
     assert seen[0] == seen[1] == seen[2]  # every track follows the same object: no switch, no rebirth
-    assert state.next_id == len(seen[0])
+    assert state.context.next_id == len(seen[0])
 
 
 def test_a_batch_of_clips_is_the_collective_average_of_its_clips(tmp_path):
@@ -113,12 +114,11 @@ def test_false_positive_insertion_takes_the_best_overlapping_unassigned_row():
     assert insert_false_positives(rows[torch.tensor([0, 1, 2, 4])], torch.tensor([1, 3]), 1.0).tolist() == [0, 2]
 
 
-def test_select_tracks_gates_by_iou_in_training_and_keeps_all_ids_at_inference():
+def test_select_tracks_gates_by_iou_in_training():
     rows = _rows([-1, 3, 4, -1, 7], [[0.5, 0.5, 0.1, 0.1]] * 5, iou=[0.9, 0.6, 0.4, 0.0, 0.51])
-    assert select_tracks(rows, training=False).tolist() == [1, 2, 4]
-    assert select_tracks(rows, training=True).tolist() == [1, 4]
+    assert select_tracks(rows).tolist() == [1, 4]
     torch.manual_seed(0)
-    kept = [len(select_tracks(rows, training=True, random_drop=0.5)) for _ in range(400)]
+    kept = [len(select_tracks(rows, random_drop=0.5)) for _ in range(400)]
     assert 0.9 < np.mean(kept) < 1.1  # each of the 2 gated tracks survives with probability 0.5
 
 
@@ -166,7 +166,7 @@ def test_training_next_state_appends_false_positive_rows_as_candidates(tmp_path)
     boxes[5] = torch.tensor([0.31, 0.3, 0.2, 0.2])
     boxes[3] = torch.tensor([0.3, 0.3, 0.2, 0.2])   # row 5 hugs track row 3
     rows = rows.replace(ids=ids, iou=iou, boxes=boxes)
-    nxt = model.next_state(rows)
+    nxt = model.training_tracks(None, rows)
     # track 3's best-overlapping unassigned row is 5; track 7's box equals every default box,
     # so the first of them (row 0) wins; the inserted rows come sorted, after the tracks.
     order = [3, 7, 0, 5]
@@ -181,7 +181,7 @@ def test_supervise_keeps_identities_counts_disappeared_tracks_and_sums_the_losse
     """One frame with two track rows (ids 5 and 7) and targets 7 and 9: the track with id 7
     keeps target 7, id 5 is gone (background, counted as a sample), target 9 goes to one detect
     row by Hungarian matching; the final-layer losses are the plain sums written out here."""
-    from trackformers.trackers.base import ClipLoss
+    from trackformers.trackers.assignment import ClipLoss
     torch.manual_seed(0)
     model = _tiny_motr().train()
     image = _clip(tmp_path, frames=1)[0][0]

@@ -113,15 +113,19 @@ def test_results_are_flushed_frame_by_frame(tmp_path, tiny_model):
     write_images(tmp_path / "clip", frames(6))
     with pytest.raises(RuntimeError, match="frame 4"):
         track(tmp_path / "clip", "--model", tiny_model, "--out", tmp_path / "out", "--set", "crash_at=4")
-    assert_mot_file(tmp_path / "out" / "clip.txt", 3)  # the three frames tracked before the crash
+    # The three frames tracked before the crash, in the .part file: no clip.txt passes for a whole result.
+    assert_mot_file(tmp_path / "out" / "clip.txt.part", 3)
+    assert not (tmp_path / "out" / "clip.txt").exists()
     # A hard crash (the process ends at once: no exception handling, no buffers flushed at exit)
     # still leaves every finished frame on disk, because each frame is flushed as it is written.
-    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               TRACKFORMERS_TRUSTED_MODULES="test_engine_fakes")
     proc = subprocess.run([sys.executable, "-m", "trackformers.cli", "track", str(tmp_path / "clip"), "--model",
                            tiny_model, "--out", str(tmp_path / "hard"), "--no-progress", "--set", "crash_at=5",
                            "--set", "crash_hard=true"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 17, proc.stderr[-2000:]
-    assert_mot_file(tmp_path / "hard" / "clip.txt", 4)
+    assert_mot_file(tmp_path / "hard" / "clip.txt.part", 4)
+    assert not (tmp_path / "hard" / "clip.txt").exists()
 
 
 def test_set_overrides_and_unknown_keys(tmp_path, tiny_model, capsys):

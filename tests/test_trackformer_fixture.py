@@ -140,7 +140,7 @@ def test_runtime_tracker_state_is_identical(run, reference):
     """Active and inactive lists in the official order, with their counters and boxes."""
     _, ref = reference
     for t, (r, f) in enumerate(zip(run[0], ref)):
-        nxt, after = r["next"].tracks, f["after"]
+        nxt, after = r["next"], f["after"]
         inactive = nxt.memory["inactive"]
         for flag, key in ((False, "active"), (True, "inactive")):
             rows = nxt[inactive == flag]
@@ -154,8 +154,9 @@ def test_runtime_tracker_state_is_identical(run, reference):
                 _close(_pixels(rows.boxes, (320, 480)), torch.stack([a["pos"] for a in want]), 1e-2,
                        f"frame {t} {key} pixel boxes")
                 _close(rows.scores, torch.tensor([float(a["score"]) for a in want]), 1e-4, f"frame {t} {key} scores")
-        assert r["next"].next_id == after["track_num"] and r["next"].frame == after["frame_index"]
-        assert r["next"].num_reids == after["num_reids"]
+        ctx = r["next"].context
+        assert ctx.next_id == after["track_num"] and ctx.frame == after["frame_index"]
+        assert ctx.features["num_reids"] == after["num_reids"]
 
 
 def test_births_and_nms_removals_are_identical(run, reference):

@@ -3,7 +3,7 @@ the paths the fixture clip does not take (steps_termination > 1, embedding re-id
 import torch
 
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
-from trackformers.trackers.base import TrackState
+from trackformers.trackers.state import Context, TrackState
 from trackformers.trackers.trackformer_rules import Thresholds, alive, greedy_nms, step_tracks
 
 
@@ -38,7 +38,7 @@ def rows(ids, boxes, scores, inactive, count_inactive=None, misses=None, embeds=
     embeds = torch.eye(n, 4) if embeds is None else embeds
     memory = {"inactive": torch.tensor(inactive, dtype=torch.bool),
               "count_inactive": torch.tensor(count_inactive or [0] * n), "obj_ind": torch.zeros(n, dtype=torch.long)}
-    r = TrackState.new_rows(embeds, torch.zeros(n, 2), 4, 2, memory, next_id)
+    r = TrackState.new_rows(embeds, torch.zeros(n, 2), 4, 2, memory, Context(next_id=next_id))
     logits = torch.tensor([[2.0, -5.0]] * n)
     return r.replace(ids=torch.tensor(ids), boxes=torch.tensor(boxes), scores=torch.tensor(scores), logits=logits,
                      embeds=embeds, misses=torch.tensor(misses or [0] * n))
@@ -62,7 +62,7 @@ def test_misses_before_termination_revival_keeps_counters_and_births():
     assert nxt.memory["inactive"].tolist() == [False, False, False, True]
     assert nxt.misses.tolist() == [1, 2, 0, 2] and nxt.memory["count_inactive"].tolist() == [0, 2, 0, 1]
     assert torch.equal(nxt.boxes[0], tracks.boxes[0]) and torch.equal(nxt.boxes[1], preds.boxes[2])
-    assert nxt.next_id == 12
+    assert nxt.context.next_id == 12
 
 
 def test_embedding_reid_resets_count_inactive_and_patience_drops():

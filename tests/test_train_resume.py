@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from test_engine_fakes import tiny_train_config
@@ -105,7 +106,8 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(tmp_path):
     # Each rank saw half of each epoch: 12 clips / 2 ranks / batch 2 = 3 steps per epoch, 2 epochs.
     ckpt = load_training_checkpoint(tmp_path / "last")
     assert ckpt["progress"]["step"] == 6 and ckpt["model_meta"]["provenance"]["world_size"] == 2
-    assert len(json.load(open(tmp_path / "last.train.json"))["rng"]) == 2  # each rank's RNG streams
+    with safe_open(str(tmp_path / "last.train.safetensors"), framework="pt") as f:
+        assert len(json.loads(f.metadata()["trackformers_train"])["rng"]) == 2  # each rank's RNG streams
     _assert_same_tensors(ckpt["model"], r0)
     # Training really moved the weights away from the shared initialisation.
     from test_engine_fakes import TinyTracker, TinyConfig

@@ -11,7 +11,7 @@ def test_frame_tracks_from_model_output_and_mot_lines():
     # cxcywh (0.5, 0.25, 0.2, 0.1) on a 200x100 (w x h) frame -> x 80..120, y 20..30 pixels.
     result = {"ids": torch.tensor([0, 7]), "boxes": torch.tensor([[0.5, 0.25, 0.2, 0.1], [0.1, 0.9, 0.1, 0.2]]),
               "scores": torch.tensor([0.875, 0.5]), "labels": torch.tensor([0, 0])}
-    ft = FrameTracks.from_model_output(3, result, (100, 200), id_offset=1)
+    ft = FrameTracks.from_model_output(3, result, (100, 200))  # ids count from 0: written + 1
     np.testing.assert_allclose(ft.boxes, [[80, 20, 120, 30], [10, 80, 30, 100]], atol=1e-4)
     assert ft.ids.tolist() == [1, 8]
     assert ft.to_mot_lines() == "3,1,80.00,20.00,40.00,10.00,0.875,-1,-1,-1\n3,8,10.00,80.00,20.00,20.00,0.5,-1,-1,-1\n"

@@ -69,6 +69,12 @@ def _top_help(prog: str) -> str:
     return "\n".join(lines)
 
 
+def _one_line(e: BaseException) -> str:
+    """An error as one line: its first line (an OSError without a file name gets its class)."""
+    text = str(e).strip() or e.__class__.__name__
+    return text.splitlines()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = "trackformers"
@@ -88,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (UsageError, ConfigError) as e:
-        print(f"{prog} {name}: error: {e}", file=sys.stderr)
+        print(f"{prog} {name}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
-        # Data errors (missing files, malformed rows) are one clear line, not a traceback.
-        print(f"{prog} {name}: error: {e}", file=sys.stderr)
+    except (OSError, ValueError) as e:
+        # Data errors (missing files, malformed rows) and a full or read-only disk are one
+        # clear line, not a traceback.
+        print(f"{prog} {name}: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog} {name}: interrupted", file=sys.stderr)

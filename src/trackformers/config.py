@@ -133,11 +133,19 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -146,6 +154,11 @@ def load_yaml(path: str | Path) -> dict:
 def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Config of type `cls` from an optional YAML file plus `--set` overrides."""
     data = load_yaml(path) if path else {}
+    if path:
+        try:  # the file alone first, so that its mistakes are named by the file
+            from_dict(cls, data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     return from_dict(cls, merge(data, parse_overrides(overrides)))
 
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from trackformers.trackers.results import FrameTracks
-
+# Tracks are drawn from anything with `ids` and `boxes` (xyxy pixels) arrays, e.g.
+# trackers.results.FrameTracks; viz imports no tracker code.
 
 def id_color(track_id: int) -> tuple[int, int, int]:
     """A bright, stable RGB colour for a track id (golden-ratio hue steps keep neighbours apart)."""
@@ -31,7 +30,7 @@ class Trails:
         self.length = length
         self.points: dict[int, deque] = {}
 
-    def update(self, tracks: FrameTracks) -> None:
+    def update(self, tracks) -> None:
         centres = (tracks.boxes[:, :2] + tracks.boxes[:, 2:]) / 2
         for tid, c in zip(tracks.ids.tolist(), centres):
             self.points.setdefault(tid, deque(maxlen=self.length)).append((int(round(c[0])), int(round(c[1]))))
@@ -40,7 +39,7 @@ class Trails:
             del self.points[tid]
 
 
-def draw_tracks(image: np.ndarray, tracks: FrameTracks, trails: Trails | dict | None = None,
+def draw_tracks(image: np.ndarray, tracks, trails: Trails | dict | None = None,
                 thickness: int = 2) -> np.ndarray:
     """A copy of RGB uint8 `image` with each track's box, id label and (optional) trail."""
     out = np.ascontiguousarray(image, dtype=np.uint8).copy()
@@ -110,6 +109,36 @@ def plot_curves(path: str | Path, series: dict[str, tuple[list, list]], xlabel: 
     if len(series) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_bars(path: str | Path, groups: dict[str, dict[str, dict[str, float]]], metrics: tuple[str, ...],
+              title: str = "") -> Path:
+    """Save grouped bar charts: one panel per group (e.g. a benchmark set), one cluster per
+    metric, one bar per series (e.g. a model) with its value on top; values in [0, 1]."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for series in groups.values() for n in series))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), squeeze=False, sharey=True)
+    width = 0.8 / max(len(names), 1)
+    for ax, (group, series) in zip(axes[0], groups.items()):
+        for k, name in enumerate(names):
+            xs = np.arange(len(metrics)) + (k - (len(names) - 1) / 2) * width
+            values = [series.get(name, {}).get(m, np.nan) for m in metrics]
+            bars = ax.bar(xs, values, width, label=name)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(np.arange(len(metrics)), metrics)
+        ax.set(title=group, ylim=(0, 1.2))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="upper left", ncol=min(len(names), 3))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

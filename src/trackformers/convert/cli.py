@@ -23,6 +23,7 @@ CONVERTERS = {
     "memotr": "trackformers.convert.memotr",
     "trackformer": "trackformers.convert.trackformer",
     "torchvision_resnet": "trackformers.convert.torchvision_resnet",
+    "qdtrack": "trackformers.convert.qdtrack",
 }
 
 

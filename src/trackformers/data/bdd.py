@@ -52,11 +52,25 @@ class BddFrame:
         return np.array(labels, dtype=np.int64), np.array(ignore, dtype=bool)
 
 
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
 def _parse_label(label: dict, where: str) -> tuple[str, str, list[float], dict, float | None]:
     try:
         box = label["box2d"]
-        xyxy = [float(box[k]) for k in ("x1", "y1", "x2", "y2")]
-        return str(label["id"]), str(label["category"]), xyxy, label.get("attributes") or {}, label.get("score")
+        xyxy = [_number(box[k], k) for k in ("x1", "y1", "x2", "y2")]
+        attrs = label.get("attributes") or {}
+        if not isinstance(attrs, dict):
+            raise ValueError(f"attributes must be an object, got {attrs!r}")
+        if not isinstance(label["id"], (str, int)) or isinstance(label["id"], bool):
+            raise ValueError(f"id must be a string, got {label['id']!r}")
+        if not isinstance(label["category"], str):
+            raise ValueError(f"category must be a string, got {label['category']!r}")
+        score = label.get("score")
+        return str(label["id"]), label["category"], xyxy, attrs, None if score is None else _number(score, "score")
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{where}: malformed label ({e.__class__.__name__}: {e})") from None
 
@@ -65,13 +79,19 @@ def _parse_frame(frame: dict, where: str) -> BddFrame:
     index_key = "frameIndex" if isinstance(frame, dict) and "frameIndex" in frame else "index"
     if not isinstance(frame, dict) or index_key not in frame:
         raise ValueError(f"{where}: a frame needs 'frameIndex' (or TrackEval's 'index')")
-    parsed = [_parse_label(lab, f"{where} label {k}") for k, lab in enumerate(frame.get("labels") or [])]
+    index = frame[index_key]
+    if isinstance(index, bool) or not isinstance(index, (int, float)) or not float(index).is_integer():
+        raise ValueError(f"{where}: {index_key} must be an integer, got {index!r}")
+    labels = frame.get("labels") or []
+    if not isinstance(labels, list):
+        raise ValueError(f"{where}: 'labels' must be a list")
+    parsed = [_parse_label(lab, f"{where} label {k}") for k, lab in enumerate(labels)]
     attrs = [p[3] for p in parsed]
     scores = [p[4] for p in parsed]
     return BddFrame(
         name=str(frame.get("name", "")),
         video_name=str(frame.get("videoName", "")),
-        frame_index=int(frame[index_key]),
+        frame_index=int(index),
         ids=[p[0] for p in parsed],
         categories=[p[1] for p in parsed],
         boxes=np.array([p[2] for p in parsed], dtype=np.float64).reshape(-1, 4),
@@ -88,11 +108,16 @@ def read_bdd_video(path: str | os.PathLike) -> list[BddFrame]:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BDD100K label file not found: {path}")
-    with open(path) as f:
-        try:
-            frames = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        frames = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(frames, list):
         raise ValueError(f"{path}: expected a list of frames")
     parsed = [_parse_frame(fr, f"{path}: frame {k}") for k, fr in enumerate(frames)]

@@ -132,10 +132,8 @@ def read_mot_sequence(seq_dir: str, person_only: bool = False, keep_ignored: boo
     has_gt = os.path.isfile(gt_path)
     if has_gt:
         rows = mot.read_mot(gt_path)  # its errors already name the file and line
-        try:
-            annotations = frames_from_mot(rows, len(paths), person_only, keep_ignored)
-        except ValueError as e:
-            raise ValueError(f"{gt_path}: {e}") from None
+        mot.check_rows(gt_path, rows, len(paths), columns=8)
+        annotations = frames_from_mot(rows, len(paths), person_only, keep_ignored)
     else:
         annotations = [FrameAnnotations.empty() for _ in paths]
     return Sequence(name=os.path.basename(os.path.normpath(seq_dir)), image_paths=paths,
@@ -291,6 +289,9 @@ def _bdd_sequence(video_dir: str, label_path: str) -> Sequence:
         ids = np.array([track_of.setdefault(i, len(track_of)) for i in fr.ids], dtype=np.int64)
         annotations.append(FrameAnnotations(fr.boxes.astype(np.float32), ids, labels,
                                             np.ones(len(ids), np.float32), ignore))
+    for fr in frames:
+        if not mot.is_plain_name(fr.name):  # a frame's name is a file in video_dir, nowhere else
+            raise ValueError(f"{label_path}: frame {fr.frame_index}: name {fr.name!r} is not a plain file name")
     paths = [os.path.join(video_dir, fr.name) for fr in frames]
     width, height = image_size(paths[0]) if paths else (0, 0)
     return Sequence(os.path.basename(video_dir), paths, width, height, 5.0, annotations)

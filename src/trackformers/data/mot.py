@@ -8,6 +8,7 @@ eval` imports this module.
 """
 from __future__ import annotations
 
+import codecs
 import configparser
 import io
 import os
@@ -164,6 +165,8 @@ def parse_mot(text: str | bytes, path: str = "<string>") -> np.ndarray:
     meaning here (negative sizes, NaN, duplicates): that is the caller's policy.
     """
     data = text.encode() if isinstance(text, str) else text
+    if data.startswith(codecs.BOM_UTF8):  # Windows tools write one; TrackEval would reject the file
+        data = data[len(codecs.BOM_UTF8):]
     arr = _parse_chunks(data)
     return _parse_slow(path, data.decode(errors="replace")) if arr is None else arr
 
@@ -175,6 +178,41 @@ def read_mot(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"MOT file not found: {path}")
     with open(path, "rb") as f:
         return parse_mot(f.read(), path)
+
+
+def line_number(path: str, row: int) -> int:
+    """1-based line of the row-th non-blank line (the rows `read_mot` returns, in order)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        seen = -1
+        for lineno, line in enumerate(f, 1):
+            seen += bool(line.strip())
+            if seen == row:
+                return lineno
+    return 0
+
+
+def check_rows(path: str, rows: np.ndarray, num_frames: int, columns: int = 6) -> None:
+    """Rows of `read_mot(path)` that mean something, else an error naming the file and line: the
+    first `columns` values finite, frame and id integers, frame in 1..num_frames, 0 <= id <= 2**53."""
+    def fail(row: int, message: str) -> None:
+        raise ValueError(f"{path}:{line_number(path, row)}: {message}")
+
+    bad = ~np.isfinite(rows[:, :columns]).all(1)
+    if bad.any():
+        fail(int(np.argmax(bad)), "value is NaN or infinite")
+    for col, name in ((FRAME, "frame"), (ID, "id")):
+        bad = rows[:, col] != np.round(rows[:, col])
+        if bad.any():
+            r = int(np.argmax(bad))
+            fail(r, f"{name} {rows[r, col]:g} is not an integer")
+    bad = (rows[:, FRAME] < 1) | (rows[:, FRAME] > num_frames)
+    if bad.any():
+        r = int(np.argmax(bad))
+        fail(r, f"frame {int(rows[r, FRAME])} is outside 1..{num_frames} (seqLength in seqinfo.ini)")
+    bad = (rows[:, ID] < 0) | (rows[:, ID] > 2 ** 53)
+    if bad.any():
+        r = int(np.argmax(bad))
+        fail(r, f"id {rows[r, ID]:g} is negative or too large")
 
 
 def format_mot(rows: np.ndarray, kind: str = "result") -> str:
@@ -200,27 +238,70 @@ def write_mot(path: str | os.PathLike, rows: np.ndarray, kind: str = "result") -
         f.write(format_mot(rows, kind))
 
 
+MAX_SEQ_LENGTH = 10_000_000  # frames: over four days at 25 fps; beyond it a seqinfo.ini is damaged
+
+
+def read_text(path: str, what: str) -> str:
+    """A text file decoded as UTF-8 (a leading BOM dropped); other bytes are an error naming it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: {what} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+
+
+def _integer(path: str, key: str, raw: str) -> int:
+    """An integer field ('25', '25.0'); anything else is an error naming the file and key."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        value = float(raw)
+        if value.is_integer():
+            return int(value)
+    except (ValueError, OverflowError):
+        pass
+    raise ValueError(f"{path}: {key}={raw!r} is not an integer")
+
+
+def is_plain_name(name: str) -> bool:
+    """A file or folder name that stays inside its folder: no separator, not '.' or '..'."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
 def read_seqinfo(path: str | os.PathLike) -> dict:
-    """`seqinfo.ini` -> {'name', 'imDir', 'frameRate', 'seqLength', 'imWidth', 'imHeight', 'imExt'}."""
+    """`seqinfo.ini` -> {'name', 'imDir', 'frameRate', 'seqLength', 'imWidth', 'imHeight', 'imExt'}.
+
+    seqLength must be 1..MAX_SEQ_LENGTH, sizes and frame rate non-negative integers, `name`
+    a plain name (it names output files) and `imDir` a folder inside the sequence's."""
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"seqinfo.ini not found: {path}")
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep camelCase keys
     try:
-        parser.read(path)
+        parser.read_string(read_text(path, "seqinfo.ini"), source=path)
         sec = parser["Sequence"]
-    except (configparser.Error, KeyError) as e:
-        raise ValueError(f"{path}: not a valid seqinfo.ini ({e.__class__.__name__}: missing [Sequence]?)") from None
+    except configparser.Error as e:
+        message = str(e).splitlines()[0].rstrip(".")
+        raise ValueError(f"{path}: not a valid seqinfo.ini ({message})") from None
+    except KeyError:
+        raise ValueError(f"{path}: not a valid seqinfo.ini (no [Sequence] section)") from None
     info = dict(sec)
     for key in ("frameRate", "seqLength", "imWidth", "imHeight"):
         if key in info:
-            try:
-                info[key] = int(float(info[key]))
-            except ValueError:
-                raise ValueError(f"{path}: {key}={info[key]!r} is not a number") from None
+            info[key] = _integer(path, key, info[key])
+            if info[key] < 0:
+                raise ValueError(f"{path}: {key}={info[key]} is negative")
     if "seqLength" not in info:
         raise ValueError(f"{path}: seqLength is missing")
+    if not 1 <= info["seqLength"] <= MAX_SEQ_LENGTH:
+        raise ValueError(f"{path}: seqLength={info['seqLength']} is outside 1..{MAX_SEQ_LENGTH}")
+    for key in ("name", "imDir"):
+        if key in info and not is_plain_name(info[key]):
+            raise ValueError(f"{path}: {key}={info[key]!r} is not a plain name (no '/', '\\' or '..')")
     return info
 
 
@@ -237,11 +318,14 @@ def read_seqmap(path: str | os.PathLike) -> list[str]:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"seqmap not found: {path}")
-    with open(path) as f:
-        names = [ln.strip().split(",")[0].split()[0] for ln in f if ln.strip()]
-    if names and names[0].lower() == "name":
+    lines = [(n, ln.strip()) for n, ln in enumerate(read_text(path, "seqmap").splitlines(), 1)]
+    names = [(n, ln.split(",")[0].split()[0] if ln.split(",")[0].split() else "") for n, ln in lines if ln]
+    if names and names[0][1].lower() == "name":
         names = names[1:]
-    return names
+    for n, name in names:
+        if not is_plain_name(name):  # names become paths: they must stay inside the data folder
+            raise ValueError(f"{path}:{n}: sequence name {name!r} is not a plain folder name")
+    return [name for _, name in names]
 
 
 def write_seqmap(path: str | os.PathLike, names: list[str]) -> None:

@@ -7,12 +7,16 @@ flag marks boxes that should neither be learnt nor penalised. No torch here.
 """
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from trackformers.data.mot import is_plain_name
 
 BOX_KINDS = ("fbox", "vbox", "hbox")
 
@@ -37,32 +41,41 @@ def _box(entry: dict, kind: str, where: str) -> list[float]:
     box = entry.get(kind)
     if box is None:  # some "mask" regions carry only fbox; missing kinds are NaN
         return [np.nan] * 4
-    if not isinstance(box, list) or len(box) != 4:
-        raise ValueError(f"{where}: {kind} must be a list of 4 numbers, got {box!r}")
-    try:
-        return [float(v) for v in box]
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {kind} must be a list of 4 numbers, got {box!r}") from None
+    if (not isinstance(box, list) or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+        raise ValueError(f"{where}: {kind} must be a list of 4 finite numbers, got {box!r}")
+    return [float(v) for v in box]
+
+
+def _flag(entry: dict, key: str, where: str) -> bool:
+    """`entry[key]["ignore"]` as a bool (absent: False)."""
+    attrs = entry.get(key, {})
+    if not isinstance(attrs, dict):
+        raise ValueError(f"{where}: '{key}' must be an object, got {attrs!r}")
+    return bool(attrs.get("ignore", 0))
 
 
 def parse_odgt_line(line: str, where: str = "<string>") -> OdgtImage:
     """One `.odgt` line -> `OdgtImage`. `where` ("file:line") prefixes every error."""
     try:
         record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{where}: not valid JSON ({getattr(e, 'msg', 'nested too deeply')})") from None
     if not isinstance(record, dict) or "ID" not in record:
         raise ValueError(f"{where}: an odgt record needs an 'ID'")
+    image_id = record["ID"]
+    if not isinstance(image_id, (str, int)) or isinstance(image_id, bool) or not is_plain_name(str(image_id)):
+        raise ValueError(f"{where}: 'ID' must be an image file stem, got {image_id!r}")  # it names a file
     entries = record.get("gtboxes", [])
-    if not isinstance(entries, list):
-        raise ValueError(f"{where}: 'gtboxes' must be a list")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"{where}: 'gtboxes' must be a list of objects")
     boxes = {kind: [_box(e, kind, where) for e in entries] for kind in BOX_KINDS}
     tags = [str(e.get("tag", "person")) for e in entries]
     # A "mask" tag (crowd, poster, reflection) is an ignore region whatever its flags say.
-    ignore = [t == "mask" or bool(e.get("extra", {}).get("ignore", 0)) for t, e in zip(tags, entries)]
-    head_ignore = [t == "mask" or bool(e.get("head_attr", {}).get("ignore", 0)) for t, e in zip(tags, entries)]
+    ignore = [t == "mask" or _flag(e, "extra", where) for t, e in zip(tags, entries)]
+    head_ignore = [t == "mask" or _flag(e, "head_attr", where) for t, e in zip(tags, entries)]
     return OdgtImage(
-        image_id=str(record["ID"]),
+        image_id=str(image_id),
         **{kind: np.array(boxes[kind], dtype=np.float64).reshape(-1, 4) for kind in BOX_KINDS},
         tags=tags,
         ignore=np.array(ignore, dtype=bool),
@@ -75,8 +88,19 @@ def read_odgt(path: str | os.PathLike) -> list[OdgtImage]:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"odgt file not found: {path}")
-    with open(path) as f:
-        return [parse_odgt_line(line, f"{path}:{n}") for n, line in enumerate(f, 1) if line.strip()]
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines and lines[0].startswith(codecs.BOM_UTF8):
+        lines[0] = lines[0][len(codecs.BOM_UTF8):]
+    images = []
+    for n, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line)") from None
+        if line.strip():
+            images.append(parse_odgt_line(line, f"{path}:{n}"))
+    return images
 
 
 def _box_json(box: np.ndarray) -> list[float] | None:

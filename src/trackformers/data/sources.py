@@ -22,13 +22,26 @@ from trackformers.data import mot
 from trackformers.data.datasets import list_images
 
 
+JPEG_EXTS = (".jpg", ".jpeg")
+
+
 def read_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); a missing or unreadable file is one clear error."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    """An image file as RGB uint8 (H, W, 3) (grey and RGBA files converted); a missing,
+    unreadable or truncated file is one clear error."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image not found: {path}") from None
+    except OSError as e:
+        raise ValueError(f"unreadable image: {path} ({e.strerror})") from None
+    # A cut-off JPEG still decodes (the missing rows grey) with only a warning on stderr: it
+    # must end with the end-of-image marker (a few bytes of padding after it are allowed).
+    if path.lower().endswith(JPEG_EXTS) and data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
+        raise ValueError(f"truncated image: {path} (no JPEG end-of-image marker)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image not found: {path}")
-        raise ValueError(f"unreadable image: {path}")
+        raise ValueError(f"unreadable image: {path}" + (" (empty file)" if not data else ""))
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -54,8 +67,14 @@ class ImageFiles:
         return self.num_frames
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        shape = None
         for index, path in enumerate(self.paths):
-            yield index, read_rgb(path)
+            image = read_rgb(path)
+            if shape is not None and image.shape != shape:  # boxes would mix two pixel grids
+                raise ValueError(f"{path}: frame is {image.shape[1]}x{image.shape[0]}, the sequence's first "
+                                 f"frame {shape[1]}x{shape[0]}")
+            shape = image.shape
+            yield index, image
 
 
 def image_folder(path: str, fps: float = 30.0) -> ImageFiles:
@@ -156,3 +175,20 @@ def list_sequences(path: str | os.PathLike) -> list[ImageFiles]:
     if not names:
         raise ValueError(f"no MOT sequences (sub-folders with seqinfo.ini) in {path}")
     return [mot_sequence(os.path.join(path, n)) for n in names]
+
+
+def load_frames(root: str, split: str = "train", max_frames: int | None = None) -> list:
+    """(normalised image tensor, target) pairs of a MOT-layout dataset (e.g. `trackformers synth`)
+    at their stored size, in sequence order: detector training and AP checks on whole frames."""
+    from trackformers.data.datasets import load_synthetic
+    from trackformers.data.transforms import ToTensorNormalize
+
+    to_tensor = ToTensorNormalize()
+    frames = []
+    for seq in load_synthetic(root, split):
+        for path, ann in zip(seq.image_paths, seq.annotations):
+            if max_frames is not None and len(frames) >= max_frames:
+                return frames
+            images, targets = to_tensor([read_rgb(path)], [{"boxes": ann.boxes, "labels": ann.labels}])
+            frames.append((images[0], targets[0]))
+    return frames

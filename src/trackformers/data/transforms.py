@@ -80,13 +80,19 @@ def resize_for_inference(image: np.ndarray, size: int = 800, max_size: int | Non
                          rule: str = "detr") -> np.ndarray:
     """Resize an RGB frame for the model, bit-exact with the official preprocessing.
     rule='detr': Deformable DETR's (`resized_size`, PIL bilinear); rule='motr': the MOTR /
-    MeMOTR inference scripts' (`tracker_inference_size`, cv2 bilinear). Training uses the
+    MeMOTR inference scripts' (`tracker_inference_size`, cv2 bilinear); rule='mmdet' the mmdet /
+    mmtracking test pipeline's keep-ratio `Resize` to scale (max_size, size). Training uses the
     'detr' size rule with OpenCV resampling (faster; within one grey level)."""
     if rule == "motr":
         h, w = tracker_inference_size(image.shape[1], image.shape[0], size, max_size or 10**9)
         return image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rule == "mmdet":  # mmcv imrescale, keep_ratio: long side <= max_size and short side <= size
+        h0, w0 = image.shape[:2]
+        s = min((max_size or size) / max(h0, w0), size / min(h0, w0))
+        w, h = int(w0 * s + 0.5), int(h0 * s + 0.5)
+        return image if (h, w) == (h0, w0) else cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
     if rule != "detr":
-        raise ValueError(f"resize rule must be 'detr' or 'motr', got {rule!r}")
+        raise ValueError(f"resize rule must be 'detr', 'motr' or 'mmdet', got {rule!r}")
     h, w = resized_size(image.shape[1], image.shape[0], size, max_size)
     return image if (h, w) == image.shape[:2] else _resize_pil(image, h, w)
 

@@ -32,7 +32,7 @@ def load_for_bench(name: str, overrides: list[str] | None, device: torch.device)
         from trackformers.config import load
         from trackformers.engine.train_config import TrainConfig
         torch.manual_seed(0)
-        return build_tracker(load(TrainConfig, name).model, overrides).to(device).eval()
+        return build_tracker(load(TrainConfig, name).model, overrides, trusted=True).to(device).eval()
     return load_model_file(name, overrides, device)[0]
 
 
@@ -111,6 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="seed of the held-out sets")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--work-dir", default=None, help="keep the generated data and results here")
+    parser.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="also save bar charts of HOTA / DetA / AssA per model, one panel per preset")
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="also write the full JSON report to this file ('-': print it instead of the table)")
 
@@ -127,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
         print(text)
         return 0
     print(format_report(report))
+    if args.plot:
+        from trackformers.viz import plot_bars
+        s = report["setup"]
+        plot_bars(args.plot, {p: report[p] for p in args.presets}, ("HOTA", "DetA", "AssA"),
+                  title=f"held-out synthetic sets (seed {s['seed']}, {s['seqs']} x {s['frames']} frames)")
+        print(f"plot -> {args.plot}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")

@@ -3,8 +3,9 @@
     trackformers track video.mp4 --model motr-synth --out results/ --save-video
     trackformers track data/dancetrack/val --model runs/motr/last --out results/ --set score_thresh=0.6
 
-Writes `OUT/<seq>.txt` (MOTChallenge results, flushed after every frame so an interrupted run
-keeps what it tracked), optionally `OUT/<seq>.mp4` (boxes coloured by id, short trails), and
+Writes `OUT/<seq>.txt` (MOTChallenge results; while a sequence runs they grow frame by frame in
+`OUT/<seq>.txt.part`, so an interrupted run keeps what it tracked and a `.txt` is always whole),
+optionally `OUT/<seq>.mp4` (boxes coloured by id, short trails), and
 `OUT/summary.json` (frames, tracks and FPS per sequence, model and settings).
 """
 from __future__ import annotations
@@ -19,23 +20,39 @@ from typing import Iterable
 import numpy as np
 from tqdm import tqdm
 
+from trackformers.checkpoint import atomic_write, ensure_writable_dir
 from trackformers.config import to_dict
+from trackformers.data.mot import is_plain_name
 from trackformers.trackers.registry import StreamingTracker, load_model_file, resolve_device
 from trackformers.viz import Trails, VideoWriter, draw_tracks
+
+
+def _write_all(f, data: bytes) -> None:
+    """Write `data` to an unbuffered file, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
 
 
 def track_sequence(tracker: StreamingTracker, frames: Iterable[np.ndarray], txt_path: str | Path,
                    video_path: str | Path | None = None, fps: float = 25.0, total: int | None = None,
                    desc: str = "", max_frames: int | None = None, progress: bool = True) -> dict:
-    """Track `frames` from a fresh state, writing MOT lines to `txt_path` as each frame is done.
+    """Track `frames` from a fresh state, writing MOT lines as each frame is done.
 
-    Returns {"frames", "tracks", "boxes", "seconds", "fps"}: `fps` counts the tracker's time
-    (preprocessing + model + post-processing), not reading frames or writing files.
+    The lines go to `<txt_path>.part`, one write per frame (so whatever ends the process, the
+    file holds every frame tracked so far, whole lines only); the file takes its final name
+    only when the sequence is finished, so a result file that exists is complete. The same
+    for the video (`<stem>.part.mp4`). Returns {"frames", "tracks", "boxes", "seconds", "fps"}:
+    `fps` counts the tracker's time (preprocessing + model + post-processing), not reading
+    frames or writing files.
     """
     tracker.reset()
     txt_path = Path(txt_path)
+    part = txt_path.with_name(txt_path.name + ".part")
     txt_path.parent.mkdir(parents=True, exist_ok=True)
-    video = VideoWriter(video_path, fps) if video_path else None
+    txt_path.unlink(missing_ok=True)  # an earlier run's result must not pass for this one's
+    video_part = Path(video_path).with_suffix(".part" + Path(video_path).suffix) if video_path else None
+    video = VideoWriter(video_part, fps) if video_part else None
     trails = Trails() if video else None
     ids: set[int] = set()
     n_frames = n_boxes = 0
@@ -43,15 +60,17 @@ def track_sequence(tracker: StreamingTracker, frames: Iterable[np.ndarray], txt_
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames),
                desc=desc, unit="frame", disable=not progress, leave=False)
     try:
-        with open(txt_path, "w") as f:
+        with open(part, "wb", buffering=0) as f:
             for frame in frames:
                 if max_frames is not None and n_frames >= max_frames:
                     break
                 t0 = time.perf_counter()
                 tracks = tracker.step(frame)
                 seconds += time.perf_counter() - t0
-                f.write(tracks.to_mot_lines())
-                f.flush()  # a crash later keeps every frame already tracked
+                try:
+                    _write_all(f, tracks.to_mot_lines().encode())
+                except OSError as e:
+                    raise OSError(f"cannot write {part} ({e.strerror or e}); the frames before this one are in it") from None
                 n_frames += 1
                 n_boxes += len(tracks)
                 ids.update(tracks.ids.tolist())
@@ -60,10 +79,13 @@ def track_sequence(tracker: StreamingTracker, frames: Iterable[np.ndarray], txt_
                     video.write(draw_tracks(frame, tracks, trails))
                 bar.update()
                 bar.set_postfix(tracks=len(tracks), fps=f"{n_frames / max(seconds, 1e-9):.1f}", refresh=False)
+        os.replace(part, txt_path)
     finally:
         bar.close()
         if video:
             video.close()
+    if video and video_part.exists():
+        os.replace(video_part, video_path)
     return {"frames": n_frames, "tracks": len(ids), "boxes": n_boxes, "seconds": round(seconds, 4),
             "fps": round(n_frames / seconds, 3) if seconds > 0 else None}
 
@@ -85,7 +107,15 @@ def track_source(tracker: StreamingTracker, source: str, out_dir: str | Path, sa
     """Track every sequence of `source` into `out_dir`; returns {seq name: track_sequence summary}."""
     out_dir = Path(out_dir)
     results = {}
-    for src in sequences_of(source):
+    sources = sequences_of(source)
+    names = [src.name for src in sources]
+    for name in names:  # names come from input files (seqinfo.ini): they must not leave out_dir
+        if not is_plain_name(name):
+            raise ValueError(f"{source}: sequence name {name!r} is not a plain file name")
+    if len(set(names)) < len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"{source}: two sequences are named {dup!r} (their results would overwrite each other)")
+    for src in sources:
         results[src.name] = track_sequence(
             tracker, (frame for _, frame in src), out_dir / f"{src.name}.txt",
             video_path=out_dir / f"{src.name}.mp4" if save_video else None,
@@ -121,15 +151,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    ensure_writable_dir(args.out)  # a read-only or full folder fails before the model loads
     model, _ = load_model_file(args.model, args.overrides, device)
     tracker = StreamingTracker(model, device, name=args.model)
     sequences = track_source(tracker, args.source, args.out, args.save_video, args.max_frames,
                              progress=not args.no_progress)
     summary = summarize(sequences, args.model, tracker, args.overrides)
     out = Path(args.out)
-    with open(out / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
+    def write_summary(tmp):
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=2)
+            f.write("\n")
+
+    atomic_write(out / "summary.json", write_summary)
     print(f"tracked {summary['frames']} frames in {len(sequences)} sequence(s): {summary['tracks']} tracks, "
           f"{summary['fps']} FPS -> {out}")
     return 0

@@ -33,8 +33,8 @@ from trackformers import checkpoint, config
 from trackformers.data.clips import collate
 from trackformers.engine import distributed as du
 from trackformers.engine.train_config import DataConfig, OptimConfig, TrainConfig
-from trackformers.engine.train_state import (load_training_checkpoint, rng_state, save_training_checkpoint,
-                                             set_rng_state)
+from trackformers.engine.train_state import (has_training_state, load_training_checkpoint, rng_state,
+                                             save_training_checkpoint, set_rng_state)
 from trackformers.trackers.registry import BUILTIN, WEIGHTS_DIR, build_tracker, export_path, tracker_config
 
 
@@ -105,8 +105,9 @@ def epoch_batches(dataset: Dataset, cfg: TrainConfig, epoch: int, info: du.DistI
     return [indices[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
 
 
-def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with three groups: backbone (lr x lr_backbone_mult), linear projections, the rest."""
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum) with three groups: backbone (lr x lr_backbone_mult), linear
+    projections, the rest."""
     def matches(name, keys):
         return any(k in name for k in keys)
 
@@ -123,12 +124,20 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
     mult = {"backbone": optim.lr_backbone_mult, "linear_proj": optim.lr_linear_proj_mult, "rest": 1.0}
     param_groups = [{"params": ps, "name": g, "base_lr": optim.lr * mult[g], "lr": optim.lr * mult[g]}
                     for g, ps in groups.items() if ps]
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    if optim.optimizer != "adamw":
+        raise ValueError(f"optim.optimizer must be 'adamw' or 'sgd', got {optim.optimizer!r}")
     return torch.optim.AdamW(param_groups, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-def lr_factor(optim: OptimConfig, epoch: int) -> float:
-    """Step schedule: the base LR times lr_drop_factor for every drop epoch reached."""
-    return optim.lr_drop_factor ** sum(epoch >= d for d in optim.lr_drop)
+def lr_factor(optim: OptimConfig, epoch: int, step: int | None = None) -> float:
+    """Step schedule: the base LR times lr_drop_factor for every drop epoch reached; during the
+    first `warmup_iters` steps also the linear warm-up from warmup_ratio to 1 (mmcv's rule)."""
+    factor = optim.lr_drop_factor ** sum(epoch >= d for d in optim.lr_drop)
+    if step is not None and step < optim.warmup_iters:
+        factor *= 1 - (1 - step / optim.warmup_iters) * (1 - optim.warmup_ratio)
+    return factor
 
 
 def load_pretrained(model: nn.Module, path: str) -> tuple[int, int]:
@@ -179,6 +188,26 @@ class Logger:
         if self.tb is not None:
             self.tb.close()
 
+    @staticmethod
+    def drop_after(path: Path, step: int) -> None:
+        """Keep the lines of steps <= `step` (a resumed run logs the later ones again); a line cut
+        short by a killed run is dropped too."""
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+
+        checkpoint.atomic_write(path, write)
+
 
 # ---------------------------------------------------------------- the loop
 
@@ -218,19 +247,19 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, clips: list, au
 def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
     """Run training (saving OUT/last); returns the trained tracker. `resume`: True for OUT/last, or a stem."""
     out = Path(cfg.out)
-    if resume is True and not (out / "last.train.json").is_file():
+    if resume is True and not has_training_state(out / "last"):
         resume = False  # nothing to continue yet: `--resume` starts the run (handy for restart loops)
-    elif not resume and (out / "last.train.json").is_file():
+    elif not resume and has_training_state(out / "last"):
         raise config.ConfigError(f"{out} already holds a training run; continue it with --resume or choose another --out")
     info, device = du.init_distributed(cfg.device)
     if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.ensure_writable_dir(out)  # before any work: a read-only or full folder fails now
         with open(out / "config.yaml", "w") as f:
             yaml.safe_dump(config.to_dict(cfg), f, sort_keys=False)
 
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     method = method_name(cfg)
-    model = build_tracker(model_config(cfg))
+    model = build_tracker(model_config(cfg), trusted=True)  # the user's own training config
     if cfg.pretrained:
         copied, total = load_pretrained(model, cfg.pretrained)
         if info.is_main:
@@ -244,12 +273,19 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
     if resume:
         stem = out / "last" if resume is True else Path(resume)
         ckpt = load_training_checkpoint(stem, info.rank)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        checkpoint.load_weights(model, ckpt["model"], ckpt["path"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt["rng"] is not None:
+                set_rng_state(*ckpt["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            message = (str(e).splitlines() or [""])[0]
+            raise ValueError(f"{ckpt['path']}: does not fit this run's optimizer or RNG "
+                             f"({e.__class__.__name__}: {message})") from None
         epoch, step, step_in_epoch = (ckpt["progress"][k] for k in ("epoch", "step", "step_in_epoch"))
-        if ckpt["rng"] is not None:
-            set_rng_state(*ckpt["rng"])
-        else:  # resumed with more processes than saved: a fresh, still deterministic, stream
+        if info.is_main:
+            Logger.drop_after(out / "log.jsonl", step)  # lines logged after the checkpoint come again
+        if ckpt["rng"] is None:  # resumed with more processes than saved: a fresh, still deterministic, stream
             seed_everything(cfg.seed + info.rank + 1000 * step)
         if info.is_main:
             print(f"resumed from {stem}: epoch {epoch}, step {step}")
@@ -292,6 +328,9 @@ def train(cfg: TrainConfig, resume: str | bool = False) -> nn.Module:
                    disable=not info.is_main, dynamic_ncols=True)
         t0, done = time.perf_counter(), 0
         for clips in bar:
+            if step <= cfg.optim.warmup_iters:  # the last pass restores the full LR
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * lr_factor(cfg.optim, epoch, step)
             losses, grad_norm = train_step(net, optimizer, to_device(clips, device), autocast, cfg.optim.clip_max_norm)
             step, step_in_epoch, done = step + 1, step_in_epoch + 1, done + 1
 

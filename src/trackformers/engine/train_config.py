@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 @dataclass
 class OptimConfig:
+    optimizer: str = "adamw"               # adamw | sgd (QDTrack's official schedule)
+    momentum: float = 0.9                  # sgd only
+    warmup_iters: int = 0                  # linear warm-up over the first steps (mmcv 'linear'), 0: none
+    warmup_ratio: float = 0.001            # ... from lr * warmup_ratio to lr
     lr: float = 2e-4
     lr_backbone_mult: float = 0.1          # parameters whose name contains one of lr_backbone_names
     lr_backbone_names: list[str] = field(default_factory=lambda: ["backbone"])

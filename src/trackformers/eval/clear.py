@@ -68,7 +68,7 @@ def evaluate(seq: SeqData) -> dict:
         CLR_TP=len(gid), CLR_FN=n_gt - len(gid), CLR_FP=n_pr - len(gid),
         IDSW=int(np.sum(same_gt & (pid[1:] != pid[:-1]))),
         Frag=runs - len(np.unique(gid)),
-        MT=int(np.sum(tracked > 0.8)), CLR_Frames=seq.num_frames,
+        MT=int(np.sum(tracked > 0.8)), CLR_Frames=seq.length,
         MOTP_sum=float(pairs.value[m].sum()),
     )
     res["PT"] = int(np.sum(tracked >= 0.2)) - res["MT"]

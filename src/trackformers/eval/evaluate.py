@@ -33,7 +33,9 @@ METRICS = {"HOTA": hota, "CLEAR": clear, "Identity": identity, "Count": count}
 def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None = None,
                    json_layout: bool = False) -> list[str]:
     """Sequence names: the seqmap's, else every sub-folder of gt_root with gt/gt.txt (with
-    `json_layout`: every <seq>.json), sorted."""
+    `json_layout`: every <seq>.json), sorted. Without a seqmap, a sequence folder (one with
+    seqinfo.ini or gt/) that lacks gt/gt.txt is an error: TrackEval fails on it too when it
+    is listed, and dropping it silently would report the other sequences as the whole."""
     gt_root = Path(gt_root)
     if not gt_root.is_dir():
         raise FileNotFoundError(f"ground-truth folder not found: {gt_root}")
@@ -42,16 +44,34 @@ def find_sequences(gt_root: str | os.PathLike, seqmap: str | os.PathLike | None 
 
     if seqmap is not None:
         names = read_seqmap(seqmap)
+        if not names:
+            raise ValueError(f"{seqmap}: the seqmap lists no sequences")
         for name in names:
             if not expected(name).is_file():
                 raise FileNotFoundError(f"{seqmap}: sequence {name!r} has no {expected(name)}")
     elif json_layout:
         names = [p.stem for p in gt_root.glob("*.json")]
     else:
-        names = [p.name for p in gt_root.iterdir() if expected(p.name).is_file()]
+        names = []
+        for p in sorted(gt_root.iterdir()):
+            if expected(p.name).is_file():
+                names.append(p.name)
+            elif (p / "seqinfo.ini").is_file() or (p / "gt").is_dir():
+                raise FileNotFoundError(f"sequence {p.name} has no ground truth: {expected(p.name)} is missing "
+                                        "(give --seqmap to evaluate only some sequences)")
     if not names:
         raise FileNotFoundError(f"no sequences in {gt_root} (expected {expected('<seq>').relative_to(gt_root)})")
     return sorted(set(names))
+
+
+def check_no_orphans(pred_root: Path, names: list[str], suffix: str, gt_root: Path) -> None:
+    """A result file whose sequence has no ground truth is an error (TrackEval ignores it
+    silently): it is usually a misnamed sequence or the wrong --gt folder."""
+    orphans = sorted(p for p in pred_root.glob(f"*{suffix}") if p.is_file() and p.stem not in set(names))
+    if orphans:
+        more = f" (and {len(orphans) - 1} more)" if len(orphans) > 1 else ""
+        raise FileNotFoundError(f"{orphans[0]}: result file without ground truth in {gt_root}{more} "
+                                "(give --seqmap to evaluate only some sequences)")
 
 
 def _is_json_layout(gt_root: Path) -> bool:
@@ -82,11 +102,19 @@ def _read_sequence(gt_root: Path, pred_root: Path, name: str, json_layout: bool,
     return num_frames, gt, pr, line_locator(gt_path, gt_order), line_locator(pr_path, pr_order)
 
 
+def _frames_with_data(gt: np.ndarray, pr: np.ndarray) -> int:
+    """The last frame that holds a box: frames after it change no metric, so per-frame arrays
+    stop there however long seqinfo.ini says the sequence is."""
+    return int(max(gt[:, 0].max(initial=1), pr[:, 0].max(initial=1)))
+
+
 def evaluate_sequence(gt_root: Path, pred_root: Path, name: str, benchmark: str, allow_missing: bool,
                       json_layout: bool = False) -> dict:
     """{class: {metric: TrackEval-style fields}} for one sequence."""
     num_frames, gt, pr, locate_gt, locate_pr = _read_sequence(gt_root, pred_root, name, json_layout, allow_missing)
-    per_class = benchmarks.prepare(benchmark, num_frames, gt, pr, locate_gt, locate_pr)
+    per_class = benchmarks.prepare(benchmark, _frames_with_data(gt, pr), gt, pr, locate_gt, locate_pr)
+    for seq in per_class.values():
+        seq.length = num_frames  # what CLEAR reports as CLR_Frames
     return {cls: {m: module.evaluate(seq) for m, module in METRICS.items()} for cls, seq in per_class.items()}
 
 
@@ -104,6 +132,8 @@ def evaluate(gt_root: str | os.PathLike, pred_root: str | os.PathLike, benchmark
         raise FileNotFoundError(f"prediction folder not found: {pred_root}")
     json_layout = benchmark == "bdd100k" and _is_json_layout(gt_root)
     names = find_sequences(gt_root, seqmap, json_layout)
+    if seqmap is None:
+        check_no_orphans(pred_root, names, ".json" if json_layout else ".txt", gt_root)
     raw = {name: evaluate_sequence(gt_root, pred_root, name, benchmark, allow_missing, json_layout) for name in names}
     classes = benchmarks.classes(benchmark)
     combined = {c: {m: module.combine([raw[s][c][m] for s in names]) for m, module in METRICS.items()}

@@ -14,23 +14,12 @@ from typing import Callable
 
 import numpy as np
 
-from trackformers.data.mot import read_mot
+from trackformers.data.mot import check_rows, line_number, read_mot
 from trackformers.eval.similarity import Pairs, frame_offsets
 
 
-def _line_number(path: str, row: int) -> int:
-    """1-based line of the row-th non-blank line (the rows `read_mot` returns, in order)."""
-    with open(path, errors="replace") as f:
-        seen = -1
-        for lineno, line in enumerate(f, 1):
-            seen += bool(line.strip())
-            if seen == row:
-                return lineno
-    return 0
-
-
 def _fail(path: str, row: int, message: str) -> None:
-    raise ValueError(f"{path}:{_line_number(path, row)}: {message}")
+    raise ValueError(f"{path}:{line_number(path, row)}: {message}")
 
 
 Locate = Callable[[int], str]  # a row of the frame-sorted array -> where it is written ("file:line")
@@ -38,7 +27,7 @@ Locate = Callable[[int], str]  # a row of the frame-sorted array -> where it is 
 
 def line_locator(path: str, order: np.ndarray) -> Locate:
     """Locate rows that `read_rows` sorted (`order`: their rows in the file) by file and line."""
-    return lambda row: f"{path}:{_line_number(path, int(order[row]))}"
+    return lambda row: f"{path}:{line_number(path, int(order[row]))}"
 
 
 def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,22 +35,7 @@ def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.
     a frame; their row numbers in the file). `columns`: how many leading columns must be finite
     (6 for predictions, 8 for ground truth, whose conf and class columns are used)."""
     rows = read_mot(path)
-    bad = ~np.isfinite(rows[:, :columns]).all(1)
-    if bad.any():
-        _fail(path, int(np.argmax(bad)), "value is NaN or infinite")
-    for col, name in ((0, "frame"), (1, "id")):
-        bad = rows[:, col] != np.round(rows[:, col])
-        if bad.any():
-            r = int(np.argmax(bad))
-            _fail(path, r, f"{name} {rows[r, col]:g} is not an integer")
-    bad = (rows[:, 0] < 1) | (rows[:, 0] > num_frames)
-    if bad.any():
-        r = int(np.argmax(bad))
-        _fail(path, r, f"frame {int(rows[r, 0])} is outside 1..{num_frames} (seqLength in seqinfo.ini)")
-    bad = (rows[:, 1] < 0) | (rows[:, 1] > 2 ** 53)
-    if bad.any():
-        r = int(np.argmax(bad))
-        _fail(path, r, f"id {rows[r, 1]:g} is negative or too large")
+    check_rows(path, rows, num_frames, columns)
     order = np.arange(len(rows))
     if (np.diff(rows[:, 0]) < 0).any():  # result files are usually written frame by frame
         order = np.argsort(rows[:, 0], kind="stable")
@@ -70,7 +44,7 @@ def read_rows(path: str, num_frames: int, columns: int) -> tuple[np.ndarray, np.
     if dup is not None:
         first, second = sorted(order[list(dup)])
         _fail(path, int(second), f"id {int(rows[dup[0], 1])} appears twice in frame {int(rows[dup[0], 0])} "
-                                 f"(first at line {_line_number(path, int(first))})")
+                                 f"(first at line {line_number(path, int(first))})")
     return rows, order
 
 
@@ -95,8 +69,10 @@ class SeqData:
     pr_frame: np.ndarray
     pr_id: np.ndarray
     pairs: Pairs  # i: gt row, j: predicted row, value: IoU
+    length: int = 0  # the sequence's length as seqinfo.ini gives it (0: num_frames)
 
     def __post_init__(self):
+        self.length = self.length or self.num_frames
         self.gt_start = frame_offsets(self.gt_frame, self.num_frames)
         self.pr_start = frame_offsets(self.pr_frame, self.num_frames)
         self.num_gt_ids = int(self.gt_id.max(initial=-1)) + 1

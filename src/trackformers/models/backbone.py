@@ -3,6 +3,8 @@
 Parameter names are torchvision's (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`,
 ...), so a torchvision, DETR or Deformable DETR checkpoint's backbone loads by prefix alone.
 `width` scales every stage (64 = the standard networks; 8 or 16 give tiny CPU test models).
+`style="caffe"` puts a bottleneck's stride on its first 1x1 conv instead of the 3x3 (the
+Detectron / mmdet caffe ResNets, e.g. QDTrack's MOT17 Faster R-CNN); the names stay the same.
 """
 from __future__ import annotations
 
@@ -65,11 +67,12 @@ class Bottleneck(nn.Module):
     """ResNet-50/101 block: 1x1 reduce, 3x3 (carries the stride, "ResNet v1.5"), 1x1 expand."""
     expansion = 4
 
-    def __init__(self, c_in: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, c_in: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None,
+                 stride_in_1x1: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, planes, 1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, planes, 1, stride=stride if stride_in_1x1 else 1, bias=False)
         self.bn1 = FrozenBatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride, dilation)
+        self.conv2 = _conv3x3(planes, planes, 1 if stride_in_1x1 else stride, dilation)
         self.bn2 = FrozenBatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = FrozenBatchNorm2d(planes * 4)
@@ -93,15 +96,19 @@ class ResNet(nn.Module):
             (2, 3, 4) = strides 8/16/32, DETR and single-scale models (4,).
         frozen_stages: parameters of the stem and of stages 1..frozen_stages get
             requires_grad=False (the DETR family freezes stem + layer1: 1). -1 freezes all.
+        style: "pytorch" (stride on the 3x3 conv) or "caffe" (stride on the first 1x1 conv).
     """
 
     def __init__(self, depth: int = 50, width: int = 64, dilation: bool = False,
-                 return_stages: tuple[int, ...] = (2, 3, 4), frozen_stages: int = 1):
+                 return_stages: tuple[int, ...] = (2, 3, 4), frozen_stages: int = 1, style: str = "pytorch"):
         super().__init__()
+        if style not in ("pytorch", "caffe"):
+            raise ValueError(f"ResNet style must be 'pytorch' or 'caffe', got {style!r}")
         if depth not in RESNET_STAGES:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNET_STAGES)}, got {depth}")
         kind, blocks = RESNET_STAGES[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
+        extra = {"stride_in_1x1": True} if style == "caffe" and kind == "bottleneck" else {}
         self.return_stages = tuple(return_stages)
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = FrozenBatchNorm2d(width)
@@ -120,7 +127,7 @@ class ResNet(nn.Module):
                 downsample = nn.Sequential(nn.Conv2d(c_in, planes * block.expansion, 1, stride=stride, bias=False),
                                            FrozenBatchNorm2d(planes * block.expansion))
             # As torchvision: the first block keeps the previous dilation, the rest use the new one.
-            layers = [block(c_in, planes, stride, previous_dilation, downsample)]
+            layers = [block(c_in, planes, stride, previous_dilation, downsample, **extra)]
             c_in = planes * block.expansion
             layers += [block(c_in, planes, 1, current_dilation) for _ in range(1, n)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*layers))

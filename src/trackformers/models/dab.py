@@ -102,20 +102,19 @@ class DABDeformableDETR(DeformableDETR):
         if cfg.two_stage or not cfg.with_box_refine:
             raise ValueError("DAB-Deformable-DETR is single-stage with box refinement "
                              "(two_stage=false, with_box_refine=true)")
-        super().__init__(cfg)
-        C, Q = cfg.hidden_dim, cfg.num_queries
-        del self.query_embed  # replaced by tgt_embed + refpoint_embed
-        del self.transformer.reference_points  # anchors replace the point head
         if decoder is None:
-            layer = DeformableTransformerDecoderLayer(C, cfg.dim_feedforward, cfg.dropout, cfg.activation,
+            layer = DeformableTransformerDecoderLayer(cfg.hidden_dim, cfg.dim_feedforward, cfg.dropout, cfg.activation,
                                                       cfg.num_feature_levels, cfg.nheads, cfg.dec_n_points,
                                                       cfg.offset_normalizer_hw)
             decoder = DABDecoder(layer, cfg.dec_layers, cfg.inverse_sigmoid_eps,
-                                 AnchorQueryPos(C, cfg.anchor_temperature, cfg.anchor_sine_order))
-        self.transformer.decoder = decoder
-        self.transformer.reset_parameters()
-        self.tgt_embed = nn.Embedding(Q, C)
-        self.refpoint_embed = nn.Embedding(Q, 4)
+                                 AnchorQueryPos(cfg.hidden_dim, cfg.anchor_temperature, cfg.anchor_sine_order))
+        # anchors replace the 2-d reference point head
+        super().__init__(cfg, decoder=decoder, reference_points_head=False)
+
+    def build_queries(self, cfg: DABDetectorConfig) -> None:
+        """`tgt_embed` (Q, C) content and `refpoint_embed` (Q, 4) logit-space anchors."""
+        self.tgt_embed = nn.Embedding(cfg.num_queries, cfg.hidden_dim)
+        self.refpoint_embed = nn.Embedding(cfg.num_queries, 4)
 
     def forward(self, images: Tensor, masks: Tensor | None = None) -> dict:
         """Same outputs as `DeformableDETR.forward`."""

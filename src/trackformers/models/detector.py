@@ -84,7 +84,11 @@ def _input_proj(cfg: DetectorConfig, backbone_channels: list[int]) -> nn.ModuleL
 
 
 class DeformableDETR(nn.Module):
-    def __init__(self, cfg: DetectorConfig):
+    """Deformable DETR; `decoder` replaces the plain decoder (a tracker's own: MOTR's track
+    attention, MeMOTR's detection/joint split), `reference_points_head=False` leaves out the
+    2-d reference Linear (anchor-box queries carry their own references)."""
+
+    def __init__(self, cfg: DetectorConfig, decoder: nn.Module | None = None, reference_points_head: bool = True):
         super().__init__()
         self.cfg = cfg
         C = cfg.hidden_dim
@@ -96,10 +100,14 @@ class DeformableDETR(nn.Module):
         self.transformer = DeformableTransformer(
             C, cfg.nheads, cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward, cfg.dropout, cfg.activation,
             cfg.num_feature_levels, cfg.dec_n_points, cfg.enc_n_points, cfg.two_stage, cfg.num_queries,
-            cfg.inverse_sigmoid_eps, cfg.offset_normalizer_hw)
+            cfg.inverse_sigmoid_eps, cfg.offset_normalizer_hw, decoder, reference_points_head)
         if not cfg.two_stage:
-            self.query_embed = nn.Embedding(cfg.num_queries, 2 * C)
+            self.build_queries(cfg)
         self.class_embed, self.bbox_embed = self._build_heads(cfg)
+
+    def build_queries(self, cfg: DetectorConfig) -> None:
+        """The learned single-stage queries: `query_embed` (Q, 2C) = [positional | content]."""
+        self.query_embed = nn.Embedding(cfg.num_queries, 2 * cfg.hidden_dim)
 
     @staticmethod
     def _build_heads(cfg: DetectorConfig) -> tuple[nn.ModuleList, nn.ModuleList]:
@@ -193,34 +201,3 @@ class DeformableDETR(nn.Module):
 def build_detector(cfg: DetectorConfig | None = None) -> DeformableDETR:
     """A Deformable DETR from its config (defaults: the official plain R50 COCO model)."""
     return DeformableDETR(cfg or DetectorConfig())
-
-
-def load_detector(path, device="cpu") -> DeformableDETR:
-    """A DeformableDETR in eval mode from a model file.
-
-    Accepts a detector file (`trackformers convert --from deformable_detr`: config
-    `{"method": "deformable_detr", ...DetectorConfig...}`; `--from dab_deformable_detr`: a
-    DABDeformableDETR with its DABDetectorConfig) and any model file whose config has
-    a `detector` section and whose weights hold exactly the detector under `detector.` (one
-    trained with `models.train_detector`, e.g. by `configs/baseline/synth.yaml`)."""
-    from trackformers.checkpoint import load_model
-    from trackformers.config import ConfigError, from_dict
-
-    state_dict, meta = load_model(path)
-    config = dict(meta["config"])
-    method = config.pop("method", None)
-    if method == "dab_deformable_detr":  # DAB anchor-box queries (models/dab.py)
-        from trackformers.models.dab import DABDeformableDETR, DABDetectorConfig
-        model = DABDeformableDETR(from_dict(DABDetectorConfig, config))
-        model.load_state_dict(state_dict)
-        return model.to(device).eval()
-    if method == "deformable_detr":
-        cfg = from_dict(DetectorConfig, config)
-    elif isinstance(config.get("detector"), dict):
-        cfg = from_dict(DetectorConfig, config["detector"])
-        state_dict = {k[len("detector."):]: v for k, v in state_dict.items() if k.startswith("detector.")}
-    else:
-        raise ConfigError(f"{path}: holds a {method!r} model with no detector section")
-    model = DeformableDETR(cfg)
-    model.load_state_dict(state_dict)
-    return model.to(device).eval()

@@ -1,4 +1,5 @@
-"""Prediction heads: the small MLP used for boxes (and DAB's query MLPs) and head init."""
+"""Small shared layers: the MLP of box heads (and DAB's / MeMOTR's query MLPs), the residual
+FFN block of MeMOTR's query updater, and head initialisation."""
 from __future__ import annotations
 
 import math
@@ -22,6 +23,20 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
         return x
+
+
+class FFN(nn.Module):
+    """Residual feed-forward block followed by LayerNorm: `norm(x + linear2(relu(linear1(x))))`."""
+
+    def __init__(self, d_model: int, d_ffn: int, dropout: float = 0.0):
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, d_ffn)
+        self.linear2 = nn.Linear(d_ffn, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
 def focal_prior_bias(prior_prob: float = 0.01) -> float:

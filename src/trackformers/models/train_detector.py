@@ -107,21 +107,3 @@ def evaluate_ap(detector: DeformableDETR, frames: list[tuple[Tensor, dict]], iou
             boxes = box_cxcywh_to_xyxy(target["boxes"]) * torch.tensor([w, h, w, h], dtype=torch.float32)
             truths.append({"boxes": boxes, "labels": target["labels"]})
     return average_precision(detections, truths, iou_threshold)["AP"]
-
-
-def load_frames(root: str, split: str = "train", max_frames: int | None = None) -> list[tuple[Tensor, dict]]:
-    """(normalised image, target) pairs of a MOT-layout dataset (e.g. `trackformers synth`)
-    at their stored size, in sequence order."""
-    from trackformers.data.datasets import load_synthetic
-    from trackformers.data.sources import read_rgb
-    from trackformers.data.transforms import ToTensorNormalize
-
-    to_tensor = ToTensorNormalize()
-    frames = []
-    for seq in load_synthetic(root, split):
-        for path, ann in zip(seq.image_paths, seq.annotations):
-            if max_frames is not None and len(frames) >= max_frames:
-                return frames
-            images, targets = to_tensor([read_rgb(path)], [{"boxes": ann.boxes, "labels": ann.labels}])
-            frames.append((images[0], targets[0]))
-    return frames

@@ -19,11 +19,13 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from trackformers.models.detector import DetectorConfig
 from trackformers.models.criterion import LossConfig
+from trackformers.models.detector import DetectorConfig
 from trackformers.models.train_detector import DetectorTraining
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
-from trackformers.trackers.motr import InputConfig
+from trackformers.trackers import lifecycle
+from trackformers.trackers.state import TrackState
+from trackformers.trackers.tracker import InputConfig, Result, Tracker
 
 
 def _detector() -> DetectorConfig:
@@ -42,23 +44,6 @@ class IoUBaselineConfig:
     max_detections: int = 100      # most confident detections kept per frame
     grad_checkpointing: bool = False  # accepted for the training engine; the detector trains without it
     size_divisibility: int = 1     # pad batched training frames to a multiple of this (as motr-synth: 64)
-
-
-@dataclass
-class BaselineState:
-    """The live tracks of one sequence: one row per track (boxes normalised cxcywh)."""
-    ids: Tensor
-    boxes: Tensor
-    scores: Tensor
-    labels: Tensor
-    misses: Tensor
-    next_id: int = 0
-
-    @classmethod
-    def empty(cls, device: torch.device | str = "cpu") -> BaselineState:
-        return cls(torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, 4, device=device),
-                   torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device),
-                   torch.zeros(0, dtype=torch.long, device=device))
 
 
 def associate(track_boxes: Tensor, det_boxes: Tensor, iou_thresh: float,
@@ -84,66 +69,67 @@ def associate(track_boxes: Tensor, det_boxes: Tensor, iou_thresh: float,
     return rows[ok].to(track_boxes.device), cols[ok].to(track_boxes.device)
 
 
-class IoUBaseline(DetectorTraining):
+class IoUBaseline(DetectorTraining, Tracker):
     """Deformable DETR + score threshold + IoU-Hungarian association (tracking by detection).
 
     Training is the detector's own (`DetectorTraining.training_loss`: the DETR set loss of
-    every frame); its weights live under `detector.` as in the query-based trackers.
+    every frame); its weights live under `detector.` as in the query-based trackers. The
+    state is a `TrackState` of the live tracks (no queries; `memory["labels"]` their class).
     """
 
     Config = IoUBaselineConfig
-    first_id = 0  # ids count from 0; result files show id + 1, as for MOTR
-
-    def __init__(self, cfg: IoUBaselineConfig):
-        super().__init__(cfg)
 
     # -- inference ------------------------------------------------------------------------
-    def new_state(self) -> BaselineState:
-        return BaselineState.empty(self.detector.query_embed.weight.device)
+    def new_state(self) -> TrackState:
+        return self.rows(self.detector.query_embed.weight.new_zeros(0, 4), self.detector.query_embed.weight.new_zeros(0),
+                         torch.zeros(0, dtype=torch.long, device=self.detector.query_embed.weight.device))
+
+    def rows(self, boxes: Tensor, scores: Tensor, labels: Tensor) -> TrackState:
+        """Detections as fresh rows: boxes cxcywh, scores, labels (in memory)."""
+        rows = TrackState.new_rows(boxes.new_zeros(len(boxes), 0), boxes.new_zeros(len(boxes), 0), 0, 0,
+                                   memory={"labels": labels})
+        return rows.replace(boxes=boxes, scores=scores)
 
     @torch.no_grad()
-    def detect(self, image: Tensor) -> dict[str, Tensor]:
-        """Detections of one normalised image (3, H, W): boxes cxcywh (D, 4), scores, labels."""
+    def detect(self, image: Tensor) -> TrackState:
+        """Detections of one normalised image (3, H, W), most confident first, as rows."""
         out = self.detector(image[None])
         scores, labels = out["pred_logits"][0].sigmoid().max(-1)
         keep = scores >= self.cfg.det_thresh
         scores, labels, boxes = scores[keep], labels[keep], out["pred_boxes"][0][keep]
         order = scores.argsort(descending=True)[:self.cfg.max_detections]
-        return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+        return self.rows(boxes[order], scores[order], labels[order])
 
-    def update(self, state: BaselineState, dets: dict[str, Tensor]) -> tuple[dict[str, Tensor], BaselineState]:
-        """Associate one frame's detections with the tracks; returns (this frame's tracks, next state)."""
+    def update(self, state: TrackState, dets: TrackState) -> tuple[Result, TrackState]:
+        """Associate one frame's detections with the tracks; returns (this frame's tracks, next state).
+
+        A matched track takes its detection's box, score and label and is kept; an unmatched
+        track is missed; an unmatched detection above `score_thresh` is born (`lifecycle.advance`).
+        """
         c = self.cfg
-        ti, di = associate(box_cxcywh_to_xyxy(state.boxes), box_cxcywh_to_xyxy(dets["boxes"]), c.iou_thresh,
-                           state.labels, dets["labels"])
-        matched = torch.zeros(len(state.ids), dtype=torch.bool, device=state.ids.device)
+        ti, di = associate(box_cxcywh_to_xyxy(state.boxes), box_cxcywh_to_xyxy(dets.boxes), c.iou_thresh,
+                           state.memory["labels"], dets.memory["labels"])
+        matched = torch.zeros(len(state), dtype=torch.bool, device=state.ids.device)
         matched[ti] = True
-        used = torch.zeros(len(dets["boxes"]), dtype=torch.bool, device=dets["boxes"].device)
+        used = torch.zeros(len(dets), dtype=torch.bool, device=dets.ids.device)
         used[di] = True
-
-        boxes, scores, labels = state.boxes.clone(), state.scores.clone(), state.labels.clone()
-        boxes[ti], scores[ti], labels[ti] = dets["boxes"][di], dets["scores"][di], dets["labels"][di]
-        misses = torch.where(matched, torch.zeros_like(state.misses), state.misses + 1)
-        alive = misses < c.miss_tolerance
-
-        born = ~used & (dets["scores"] >= c.score_thresh)
-        n_born = int(born.sum())
-        born_ids = torch.arange(state.next_id, state.next_id + n_born, device=state.ids.device)
-
-        nxt = BaselineState(
-            ids=torch.cat([state.ids[alive], born_ids]),
-            boxes=torch.cat([boxes[alive], dets["boxes"][born]]),
-            scores=torch.cat([scores[alive], dets["scores"][born]]),
-            labels=torch.cat([labels[alive], dets["labels"][born]]),
-            misses=torch.cat([misses[alive], torch.zeros_like(born_ids)]),
-            next_id=state.next_id + n_born)
-        seen = torch.cat([matched[alive], torch.ones(n_born, dtype=torch.bool, device=matched.device)])
-        result = {"ids": nxt.ids[seen], "boxes": nxt.boxes[seen], "scores": nxt.scores[seen],
-                  "labels": nxt.labels[seen]}
+        boxes, scores, labels = state.boxes.clone(), state.scores.clone(), state.memory["labels"].clone()
+        boxes[ti], scores[ti], labels[ti] = dets.boxes[di], dets.scores[di], dets.memory["labels"][di]
+        tracks = state.replace(boxes=boxes, scores=scores, memory={"labels": labels})
+        rows = TrackState.cat([tracks, dets[~used]], context=state.context)
+        is_track = torch.arange(len(rows), device=rows.ids.device) < len(state)
+        seen = torch.cat([matched, torch.ones(len(rows) - len(state), dtype=torch.bool, device=matched.device)])
+        born = ~is_track & (rows.scores >= c.score_thresh)
+        rows = lifecycle.advance(rows, born=born, kept=is_track & seen, missed=is_track & ~seen,
+                                 miss_tolerance=c.miss_tolerance)
+        live = rows.ids >= 0
+        nxt, reported = rows[live], rows[live & seen]
+        result = {"ids": reported.ids, "boxes": reported.boxes, "scores": reported.scores,
+                  "labels": reported.memory["labels"]}
         return result, nxt
 
     @torch.no_grad()
-    def track(self, image: Tensor, state: BaselineState, orig_size: tuple[int, int] | None = None
-              ) -> tuple[dict[str, Tensor], BaselineState]:
+    def track(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
+              ) -> tuple[Result, TrackState]:
         """One inference frame: image (3, H, W) normalised -> (result, next state)."""
         return self.update(state, self.detect(image))

@@ -1,6 +1,6 @@
 """MeMOTR (Gao & Wang, ICCV 2023): track queries with long-term memory.
 
-What MeMOTR adds to the shared tracker base (trackers/base.py) and detector core (models/):
+What MeMOTR adds to the shared frame loop (query_tracker.py) and detector core (models/):
 - its decoder split: the first `detect_only_layers` decoder layers see the detect queries
   only ("detection decoder"); the rest see detect and track queries together;
 - its query updater, the Temporal Interaction Module (`QueryUpdater`): confidence-weighted
@@ -17,31 +17,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from trackformers.config import to_dict
 from trackformers.models.criterion import LossConfig, build_criterion
 from trackformers.models.dab import AnchorQueryPos, DABDecoder, DABDeformableDETR, DABDetectorConfig, anchor_sine_embed
-from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer, EncoderOutput
-from trackformers.models.detector import DeformableDETR, DetectorConfig, pad_images
-from trackformers.models.heads import MLP
+from trackformers.models.deformable_transformer import DeformableTransformerDecoderLayer
+from trackformers.models.detector import DeformableDETR, DetectorConfig
+from trackformers.models.heads import FFN, MLP
 from trackformers.ops.box_ops import inverse_sigmoid
-from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, QueryTracker, TrackState,
-                                       insert_false_positives, match_tracklets, report_mask, runtime_update)
-
-
-class FFN(nn.Module):
-    """Residual feed-forward block followed by LayerNorm: `norm(x + linear2(relu(linear1(x))))`."""
-
-    def __init__(self, d_model: int, d_ffn: int, dropout: float = 0.0):
-        super().__init__()
-        self.linear1 = nn.Linear(d_model, d_ffn)
-        self.linear2 = nn.Linear(d_ffn, d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+from trackformers.trackers import lifecycle
+from trackformers.trackers.assignment import insert_false_positives
+from trackformers.trackers.query_tracker import FrameOutput, QueryTracker
+from trackformers.trackers.state import TrackState
+from trackformers.trackers.tracker import InputConfig, Result
 
 
 class QueryUpdater(nn.Module):
@@ -206,24 +194,14 @@ class MeMOTRDecoder(DABDecoder):
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
-@dataclass
-class MeMOTRFrameOutput(FrameOutput):
-    """A frame's decoder output plus what a newborn track is initialised from.
-
-    penultimate: (n, C) input of the last decoder layer (a newborn's content query).
-    last_refs: (n, 4) logit references the last layer started from (a newborn's reference).
-    """
-    penultimate: Tensor
-    last_refs: Tensor
-
-
 class MeMOTR(QueryTracker):
     """DAB- (or plain) Deformable DETR with MeMOTR's decoder split, memory-based query updater
     and runtime. Track rows carry in `memory`: `last_output` (C), `long_memory` (C) and
     `labels` (the class fixed at birth)."""
 
     Config = MeMOTRConfig
-    first_id = 0  # ids count from 0, as the official writer
+    count_disappeared = False  # MeMOTR normalises by the clip's number of targets only
+    pad_at_inference = True    # the original's loader pads every frame to a multiple of 32
 
     def __init__(self, cfg: MeMOTRConfig):
         super().__init__()
@@ -234,33 +212,33 @@ class MeMOTR(QueryTracker):
         if not 0 <= cfg.detect_only_layers < d.dec_layers:
             raise ValueError(f"detect_only_layers must be in [0, {d.dec_layers}), got {cfg.detect_only_layers}")
         self.cfg = cfg
-        self.size_divisibility = cfg.size_divisibility  # frames are zero-padded to a multiple of 32
+        self.detect_only_layers = cfg.detect_only_layers
         if cfg.use_dab:  # DAB-Deformable-DETR: tgt_embed (Q, C) + refpoint_embed (Q, 4) detect queries
             dab = DABDetectorConfig(**to_dict(d), anchor_sine_order=cfg.anchor_sine_order,
                                     anchor_temperature=cfg.anchor_temperature)
             self.detector = DABDeformableDETR(dab, decoder=MeMOTRDecoder(cfg))
         else:  # Deformable DETR: query_embed (Q, 2C), 2-d reference points from its positional half
-            self.detector = DeformableDETR(d)
-            self.detector.transformer.decoder = MeMOTRDecoder(cfg)
-            self.detector.transformer.reset_parameters()
+            self.detector = DeformableDETR(d, decoder=MeMOTRDecoder(cfg))
         self.query_updater = QueryUpdater(d.hidden_dim, d.dim_feedforward, d.nheads, d.dropout, cfg.update_thresh,
                                           cfg.memory_lambda, learned_query_pos=not cfg.use_dab,
                                           eps=d.inverse_sigmoid_eps)
         self.criterion = build_criterion(d.num_classes, cfg.loss)
 
-    # -- state ------------------------------------------------------------------------
+    @property
+    def rules(self) -> lifecycle.Rules:
+        """The official RuntimeTracker: birth at det_score_thresh; a track below
+        track_score_thresh is missed (at or above it, its misses reset); death after miss_tolerance."""
+        c = self.cfg
+        return lifecycle.Rules(c.det_score_thresh, c.track_score_thresh, c.track_score_thresh, c.miss_tolerance,
+                               c.birth_nms_iou)
+
+    # -- rows -----------------------------------------------------------------------------
     def _memory(self, n: int, like: Tensor) -> dict[str, Tensor]:
         C = self.cfg.detector.hidden_dim
         return {"last_output": like.new_zeros(n, C), "long_memory": like.new_zeros(n, C),
                 "labels": torch.zeros(n, dtype=torch.long, device=like.device)}
 
-    def new_state(self) -> TrackState:
-        """No tracks: the start of a sequence."""
-        d, w = self.cfg.detector, self.detect_rows().queries
-        state = TrackState.empty(w.shape[1], 4, d.hidden_dim, d.num_classes, device=w.device, dtype=w.dtype)
-        return state.replace(memory=self._memory(0, w))
-
-    def detect_rows(self, next_id: int = 0) -> TrackState:
+    def detect_rows(self) -> TrackState:
         """The detector's queries as fresh rows with logit-space 4-d references."""
         d, det = self.cfg.detector, self.detector
         if self.cfg.use_dab:
@@ -269,40 +247,24 @@ class MeMOTR(QueryTracker):
             queries = det.query_embed.weight
             xy = det.transformer.reference_points(queries[:, :d.hidden_dim])
             refs = torch.cat((xy, torch.zeros_like(xy)), 1)
-        return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, self._memory(len(queries), queries),
-                                   next_id=next_id)
+        return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, self._memory(len(queries), queries))
 
-    # -- the per-frame step (QueryTracker.step) decodes each sequence with this ----------
-    def decode(self, rows: TrackState, enc: EncoderOutput, b: int) -> MeMOTRFrameOutput:
-        """Decode detect + track rows of sequence `b` on its encoder output."""
-        d = self.cfg.detector
-        if self.cfg.use_dab:
-            tgt, pos = rows.queries[None], None
-        else:
-            pos, tgt = (q[None] for q in rows.queries.split(d.hidden_dim, dim=1))
-        ref = rows.refs.sigmoid()[None]
-        args = (tgt, ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
-                enc.valid_ratios[b:b + 1], pos, enc.padding_mask[b:b + 1])
-        decoder = self.detector.transformer.decoder
-        if self.cfg.grad_checkpointing and torch.is_grad_enabled():
-            hs, inter = checkpoint(decoder, *args, bbox_embed=self.detector.bbox_embed, use_reentrant=False)
-        else:
-            hs, inter = decoder(*args, bbox_embed=self.detector.bbox_embed)
-        logits, boxes = self.detector.predict(hs, ref, inter)
-        logits, boxes = logits[:, 0], boxes[:, 0]
-        rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0])
-        return MeMOTRFrameOutput(rows, logits, boxes, penultimate=hs[-2, 0],
-                                 last_refs=inverse_sigmoid(inter[-2, 0], d.inverse_sigmoid_eps))
+    def is_detect(self, rows: TrackState) -> Tensor:
+        """(n,) bool: the detect rows (they come first)."""
+        return torch.arange(len(rows), device=rows.ids.device) < self.cfg.detector.num_queries
 
-    def newborn(self, out: MeMOTRFrameOutput, rows: Tensor) -> TrackState:
+    candidates = is_detect  # training: only detect rows take new objects
+
+    def newborn(self, out: FrameOutput, rows: Tensor) -> TrackState:
         """Rows (indices into out.rows) initialised as new tracks, as the original: content query
         = input of the last decoder layer, reference = the box the last layer started from,
         last output = this output, long-term memory = the content query."""
         r = out.rows[rows]
-        content = out.penultimate[rows]
+        content = out.hs[-2][rows]
         queries = content if self.cfg.use_dab else torch.cat((r.queries[:, :self.cfg.detector.hidden_dim], content), 1)
         memory = {"last_output": r.embeds, "long_memory": content, "labels": r.logits.detach().argmax(-1)}
-        return r.replace(queries=queries, refs=out.last_refs[rows], memory=memory)
+        refs = inverse_sigmoid(out.inter[-2][rows], self.cfg.detector.inverse_sigmoid_eps)
+        return r.replace(queries=queries, refs=refs, memory=memory)
 
     def next_state(self, tracks: TrackState) -> TrackState:
         """The query updater on one sequence's tracks (training and inference alike)."""
@@ -313,41 +275,27 @@ class MeMOTR(QueryTracker):
         return tracks.replace(queries=upd["query_embed"], refs=upd["ref_pts"], memory=memory)
 
     # -- inference ------------------------------------------------------------------------
-    def lifecycle(self, out: MeMOTRFrameOutput) -> TrackState:
+    def lifecycle(self, out: FrameOutput) -> TrackState:
         """Births, misses and deaths of one frame (official RuntimeTracker); returns the live
-        tracks in the official order: surviving tracks, then newborns in detect-query order."""
-        c, rows = self.cfg, out.rows
-        n_det = c.detector.num_queries
-        is_det = torch.arange(len(rows), device=rows.ids.device) < n_det
+        tracks in the official order: surviving tracks, then newborns in detect-query order.
+        A detect row is judged on its best class, a track on the class it was born with."""
+        rows, is_det = out.rows, self.is_detect(out.rows)
         prob = rows.logits.sigmoid()
-        own = prob.gather(1, rows.memory["labels"][:, None])[:, 0]  # a track is judged on its birth label
+        own = prob.gather(1, rows.memory["labels"][:, None])[:, 0]
         rows = rows.replace(scores=torch.where(is_det, prob.max(-1).values, own))
-        rows = runtime_update(rows, c.det_score_thresh, c.track_score_thresh, c.track_score_thresh,
-                              c.miss_tolerance, candidates=is_det, birth_nms_iou=c.birth_nms_iou)
+        rows = lifecycle.update(rows, self.rules, candidates=is_det)
         born = torch.nonzero(is_det & (rows.ids >= 0)).flatten()
         kept = torch.nonzero(~is_det & (rows.ids >= 0)).flatten()
         babies = self.newborn(dataclasses.replace(out, rows=rows), born)
         return TrackState.cat([rows[kept], babies])
 
-    def report(self, tracks: TrackState, image_size: tuple[int, int]) -> dict[str, Tensor]:
+    def report(self, tracks: TrackState, image_size: tuple[int, int]) -> Result:
         """The tracks to report this frame: max score > result_score_thresh, pixel area > area_threshold."""
         scores = tracks.logits.sigmoid().max(-1).values
-        keep = report_mask(tracks.replace(scores=scores), self.cfg.result_score_thresh, self.cfg.area_threshold,
-                           image_size)
+        keep = lifecycle.report_mask(tracks.replace(scores=scores), self.cfg.result_score_thresh,
+                                     self.cfg.area_threshold, image_size)
         return {"ids": tracks.ids[keep], "boxes": tracks.boxes[keep], "scores": scores[keep],
                 "labels": tracks.memory["labels"][keep]}
-
-    @torch.no_grad()
-    def track_frame(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
-                    ) -> tuple[dict[str, Tensor], TrackState, MeMOTRFrameOutput]:
-        """One inference frame (`QueryTracker.track`), also returning the frame's decoder output
-        (all rows, before the runtime update). orig_size (h, w) is where the area filter is
-        measured (default: the pixels of `image`)."""
-        images, masks = pad_images([image], self.cfg.size_divisibility)
-        out = self.step(images, masks, [state])[0]
-        tracks = self.next_state(self.lifecycle(out))
-        # Reported: the live tracks after the updater, with this frame's boxes and scores.
-        return self.report(tracks, orig_size or tuple(image.shape[-2:])), tracks, out
 
     # -- training -------------------------------------------------------------------------
     def layer_losses(self, logits: Tensor, boxes: Tensor, gt_idx: Tensor, target: dict) -> dict[str, Tensor]:
@@ -357,31 +305,7 @@ class MeMOTR(QueryTracker):
         losses["loss_ce"] = losses["loss_ce"] / logits.shape[-1]
         return losses
 
-    def supervise(self, out: MeMOTRFrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
-        """Assign one frame's targets and add its losses (official ClipCriterion): tracks keep
-        their identity's target; detect rows are Hungarian-matched to the untracked targets
-        (in the detection-only layers: to all targets, tracks there are background). Returns
-        the rows with ids (newly matched detect rows take their target's id), target indices and
-        IoUs with the targets."""
-        rows = out.rows
-        is_det = torch.arange(len(rows), device=rows.ids.device) < self.cfg.detector.num_queries
-        no_tracks = torch.full_like(rows.ids, -1)
-        layers = out.logits.shape[0]
-        losses, final = {}, None
-        for layer in range(layers) if self.cfg.detector.aux_loss else [layers - 1]:
-            ids = no_tracks if layer < self.cfg.detect_only_layers else rows.ids
-            a = match_tracklets(ids, is_det, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
-            prefix = "" if layer == layers - 1 else f"aux{layer}/"
-            for k, v in self.layer_losses(out.logits[layer], out.boxes[layer], a.gt_idx, target).items():
-                losses[prefix + k] = v
-            final = a
-        # MeMOTR normalises by the clip's number of targets only (disappeared tracks not counted).
-        clip_loss.add(losses, len(target["ids"]))
-        # a track without a target this frame keeps its last IoU, as the original
-        iou = self.target_iou(rows, final.gt_idx, target, final.gt_idx >= 0)
-        return rows.replace(ids=final.ids, gt_idx=final.gt_idx, iou=iou)
-
-    def training_tracks(self, out: MeMOTRFrameOutput, rows: TrackState) -> TrackState:
+    def training_tracks(self, out: FrameOutput, rows: TrackState) -> TrackState:
         """Training: next frame's tracks (official QueryUpdater.select_active_tracks, no TP drop /
         FP insertion) with their queries updated: previous tracks, then matched detect rows as
         newborns, then unmatched detect rows (id -1, reference = their anchor); kept if confident

@@ -1,16 +1,15 @@
 """MOTR (Zeng et al., ECCV 2022): end-to-end tracking with track queries on Deformable DETR.
 
-Every frame the decoder sees the learned detect queries followed by the track queries of the
-previous frame (`TrackState` rows), with an extra self-attention among the track queries in
-each decoder layer. After the frame:
-- training: tracklet-aware assignment (tracks keep their identity's target; new objects are
-  Hungarian-matched to the rows without an id) and the frame's losses, summed over the clip
-  and divided once by the clip's number of objects (collective average loss);
-- inference: births (score >= score_thresh), misses (score < filter_score_thresh) and deaths
-  (after miss_tolerance misses), then the result filter (score > prob_threshold, pixel area >
-  area_threshold);
-then the query interaction module turns the surviving rows into next frame's track queries.
-`step` is the per-frame forward shared by both; `training_loss` and `track` wrap it.
+What MOTR adds to the shared frame loop (query_tracker.py):
+- an extra self-attention among the track queries in each decoder layer (`--extra_track_attn`);
+- the query interaction module (QIM, section 3.4): which rows become next frame's track
+  queries (`select_tracks`: in training only tracks overlapping their target, randomly dropped,
+  plus inserted false positives) and how their queries are updated (`QueryInteraction`, the
+  temporal aggregation network);
+- its runtime (RuntimeTrackerBase + the submit script's filter): births (score >=
+  score_thresh), misses (score < filter_score_thresh), deaths after miss_tolerance misses, and
+  the result filter (score > prob_threshold, pixel area > area_threshold).
+Training uses the shared tracklet-aware assignment and collective average loss (section 3.3).
 """
 from __future__ import annotations
 
@@ -19,13 +18,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
-                                                        DeformableTransformerDecoderLayer, EncoderOutput, with_pos)
 from trackformers.models.criterion import LossConfig, build_criterion
+from trackformers.models.deformable_transformer import (DeformableTransformerDecoder,
+                                                        DeformableTransformerDecoderLayer, with_pos)
 from trackformers.models.detector import DeformableDETR, DetectorConfig
-from trackformers.trackers.base import (ClipLoss, FrameOutput, InputConfig, QueryTracker, TrackState,
-                                        match_tracklets, report_mask, runtime_update)
-from trackformers.trackers.qim import QueryInteraction, select_tracks
+from trackformers.ops.box_ops import inverse_sigmoid
+from trackformers.trackers import lifecycle
+from trackformers.trackers.assignment import insert_false_positives
+from trackformers.trackers.query_tracker import FrameOutput, QueryTracker
+from trackformers.trackers.state import TrackState
+from trackformers.trackers.tracker import InputConfig, Result
 
 
 # ---------------------------------------------------------------------------------------
@@ -60,7 +62,7 @@ class MOTRConfig:
     birth_nms_iou: float = 1.0       # no birth overlapping a seen track this much (1.0: off, as the original)
     prob_threshold: float = 0.7      # report tracks with score > this
     area_threshold: float = 100.0    # ... and box area > this (original-image pixels)
-    grad_checkpointing: bool = False # recompute backbone + encoder in backward to save memory
+    grad_checkpointing: bool = False # recompute backbone + encoder and decoder in backward to save memory
     # Batched training frames are zero-padded (mask on padding) to a multiple of this. MOTR pads
     # to the largest frame only (1); on CPU a multiple like 64 keeps the set of tensor shapes
     # small, and oneDNN then reuses its kernels: training steps run ~15x faster.
@@ -101,117 +103,123 @@ def _track_attention_decoder(cfg: DetectorConfig) -> DeformableTransformerDecode
 
 
 # ---------------------------------------------------------------------------------------
+# The query interaction module
+# ---------------------------------------------------------------------------------------
+class QueryInteraction(nn.Module):
+    """The TAN update of track queries. Parameter names as the official `track_embed`
+    (its unused `norm3` is not created; the converter drops it)."""
+
+    def __init__(self, dim: int = 256, hidden_dim: int = 1024, nheads: int = 8, dropout: float = 0.0,
+                 update_query_pos: bool = True, inverse_sigmoid_eps: float = 1e-5):
+        super().__init__()
+        self.update_query_pos = update_query_pos
+        self.inverse_sigmoid_eps = inverse_sigmoid_eps
+        self.self_attn = nn.MultiheadAttention(dim, nheads, dropout)
+        self.linear1 = nn.Linear(dim, hidden_dim)
+        self.linear2 = nn.Linear(hidden_dim, dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.dropout, self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+        if update_query_pos:
+            self.linear_pos1 = nn.Linear(dim, hidden_dim)
+            self.linear_pos2 = nn.Linear(hidden_dim, dim)
+            self.dropout_pos1, self.dropout_pos2 = nn.Dropout(dropout), nn.Dropout(dropout)
+            self.norm_pos = nn.LayerNorm(dim)
+        self.linear_feat1 = nn.Linear(dim, hidden_dim)
+        self.linear_feat2 = nn.Linear(hidden_dim, dim)
+        self.dropout_feat1, self.dropout_feat2 = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.norm_feat = nn.LayerNorm(dim)
+        for p in self.parameters():  # as the original: Xavier for every matrix
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, queries: Tensor, embeds: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """queries (n, 2C) [positional | content], embeds (n, C), boxes (n, 4) cxcywh
+        -> (next queries (n, 2C), next 2-d reference logits (n, 2))."""
+        refs = inverse_sigmoid(boxes[:, :2].detach(), self.inverse_sigmoid_eps)
+        if len(queries) == 0:
+            return queries, refs
+        pos, feat = queries.chunk(2, dim=1)
+        q = (pos + embeds)[:, None]  # (n, 1, C): the tracks of one frame are the sequence
+        attn = self.self_attn(q, q, embeds[:, None], need_weights=False)[0][:, 0]
+        t = self.norm1(embeds + self.dropout1(attn))
+        t = self.norm2(t + self.dropout2(self.linear2(self.dropout(torch.relu(self.linear1(t))))))
+        if self.update_query_pos:
+            pos = self.norm_pos(pos + self.dropout_pos2(self.linear_pos2(self.dropout_pos1(torch.relu(self.linear_pos1(t))))))
+        feat = self.norm_feat(feat + self.dropout_feat2(self.linear_feat2(self.dropout_feat1(torch.relu(self.linear_feat1(t))))))
+        return torch.cat((pos, feat), dim=1), refs
+
+
+def select_tracks(frame: TrackState, random_drop: float = 0.0, fp_ratio: float = 0.0,
+                  iou_gate: float = 0.5) -> Tensor:
+    """Training: indices of the rows of this frame that become next frame's track queries, in
+    order: the tracks overlapping their target by IoU > iou_gate, each kept with probability
+    1 - random_drop, in row order, then any inserted false positives (they keep id -1, so next
+    frame they are again candidates for new objects or background). At inference every live
+    track propagates (`MOTR.lifecycle`)."""
+    keep = (frame.ids >= 0) & (frame.iou > iou_gate)
+    if random_drop > 0:
+        keep &= torch.rand(len(frame), device=keep.device) > random_drop
+    tracks = torch.nonzero(keep).flatten()
+    if fp_ratio > 0:
+        tracks = torch.cat((tracks, insert_false_positives(frame, tracks, fp_ratio)))
+    return tracks
+
+
+# ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
 class MOTR(QueryTracker):
     """Deformable DETR (+ box refinement) with track queries, QIM and the MOTR runtime."""
 
     Config = MOTRConfig
-    first_id = 0  # ids count from 0; result files show id + 1, as the official writer
 
     def __init__(self, cfg: MOTRConfig):
         super().__init__()
         if cfg.detector.two_stage:
             raise ValueError("MOTR uses single-stage queries: detector.two_stage must be false")
         self.cfg = cfg
-        self.size_divisibility = cfg.size_divisibility
-        self.detector = DeformableDETR(cfg.detector)
-        if cfg.extra_track_attn:
-            self.detector.transformer.decoder = _track_attention_decoder(cfg.detector)
-            self.detector.transformer.reset_parameters()
         d = cfg.detector
+        self.detector = DeformableDETR(d, decoder=_track_attention_decoder(d) if cfg.extra_track_attn else None)
         self.qim = QueryInteraction(d.hidden_dim, cfg.qim.hidden_dim, d.nheads, cfg.qim.dropout,
                                     cfg.qim.update_query_pos, d.inverse_sigmoid_eps)
         self.criterion = build_criterion(d.num_classes, cfg.loss)
 
-    # -- state ------------------------------------------------------------------------
-    def new_state(self) -> TrackState:
-        """No tracks: the start of a sequence."""
-        d = self.cfg.detector
-        w = self.detector.query_embed.weight
-        return TrackState.empty(2 * d.hidden_dim, 2, d.hidden_dim, d.num_classes, device=w.device, dtype=w.dtype)
+    @property
+    def rules(self) -> lifecycle.Rules:
+        """The official RuntimeTrackerBase: birth and miss reset at score_thresh, a miss below
+        filter_score_thresh, death after miss_tolerance misses."""
+        c = self.cfg
+        return lifecycle.Rules(c.score_thresh, c.score_thresh, c.filter_score_thresh, c.miss_tolerance, c.birth_nms_iou)
 
-    def detect_rows(self, next_id: int = 0) -> TrackState:
+    def detect_rows(self) -> TrackState:
         """The learned detect queries as fresh rows; references are logits (as track refs)."""
         d = self.cfg.detector
         queries = self.detector.query_embed.weight
         refs = self.detector.transformer.reference_points(queries[:, :d.hidden_dim])
-        return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes, next_id=next_id)
+        return TrackState.new_rows(queries, refs, d.hidden_dim, d.num_classes)
 
-    # -- the per-frame step (QueryTracker.step) decodes each sequence with this ----------
-    def decode(self, rows: TrackState, enc: EncoderOutput, b: int) -> FrameOutput:
-        """Decode detect + track rows of sequence `b` on its encoder output: the queries'
-        positional/content halves, references from the stored logits (sigmoid here)."""
-        d = self.cfg.detector
-        pos, tgt = rows.queries.split(d.hidden_dim, dim=1)
-        ref = rows.refs.sigmoid()[None]
-        hs, inter = self.detector.transformer.decoder(
-            tgt[None], ref, enc.memory[b:b + 1], enc.spatial_shapes, enc.level_start_index,
-            enc.valid_ratios[b:b + 1], pos[None], enc.padding_mask[b:b + 1],
-            bbox_embed=self.detector.bbox_embed if d.with_box_refine else None)
-        logits, boxes = self.detector.predict(hs, ref, inter)
-        logits, boxes = logits[:, 0], boxes[:, 0]
-        # The score the runtime thresholds compare: the best class (the original takes class 0
-        # at inference, the same thing for its single-class models).
-        rows = rows.replace(logits=logits[-1], boxes=boxes[-1], embeds=hs[-1, 0],
-                            scores=logits[-1].detach().sigmoid().max(-1).values)
-        return FrameOutput(rows, logits, boxes)
-
-    def next_state(self, rows: TrackState) -> TrackState:
-        """The query interaction module: the selected rows with updated queries and references."""
-        q = self.cfg.qim
-        keep = select_tracks(rows, self.training, q.random_drop, q.fp_ratio, q.iou_gate)
-        tracks = rows[keep]
+    def next_state(self, tracks: TrackState) -> TrackState:
+        """The query interaction module's update of the selected rows' queries and references."""
         queries, refs = self.qim(tracks.queries, tracks.embeds, tracks.boxes)
         return tracks.replace(queries=queries, refs=refs)
 
     # -- inference ------------------------------------------------------------------------
-    def lifecycle(self, rows: TrackState) -> TrackState:
-        """Births, misses and deaths of one frame (official RuntimeTrackerBase)."""
-        c = self.cfg
-        return runtime_update(rows, c.score_thresh, c.score_thresh, c.filter_score_thresh, c.miss_tolerance,
-                              birth_nms_iou=c.birth_nms_iou)
+    def lifecycle(self, out: FrameOutput) -> TrackState:
+        """Births, misses and deaths of one frame (official RuntimeTrackerBase); the live tracks
+        in row order (the score the thresholds compare: the best class, which the original's
+        class 0 is for its single-class models)."""
+        rows = lifecycle.update(out.rows, self.rules)
+        return rows[rows.ids >= 0]
 
-    def report(self, rows: TrackState, image_size: tuple[int, int]) -> dict[str, Tensor]:
-        """The tracks to report this frame (score and pixel-area filter), as a result dict."""
-        keep = report_mask(rows, self.cfg.prob_threshold, self.cfg.area_threshold, image_size)
-        r = rows[keep]
+    def report(self, tracks: TrackState, image_size: tuple[int, int]) -> Result:
+        """The tracks to report this frame (score and pixel-area filter)."""
+        keep = lifecycle.report_mask(tracks, self.cfg.prob_threshold, self.cfg.area_threshold, image_size)
+        r = tracks[keep]
         return {"ids": r.ids, "boxes": r.boxes, "scores": r.scores, "labels": r.logits.argmax(-1)}
 
-    @torch.no_grad()
-    def track_frame(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None
-                    ) -> tuple[dict[str, Tensor], TrackState, FrameOutput]:
-        """`track` plus the frame's decoder output (all rows, before the runtime update)."""
-        out = self.step(image[None], None, [state])[0]
-        rows = self.lifecycle(out.rows)
-        nxt = self.next_state(rows)
-        # Reported: the surviving tracks in QIM order, this frame's boxes and scores.
-        result = self.report(nxt, orig_size or tuple(image.shape[-2:]))
-        return result, nxt, out
-
     # -- training -------------------------------------------------------------------------
-    def supervise(self, out: FrameOutput, target: dict, clip_loss: ClipLoss) -> TrackState:
-        """Assign targets to one frame's rows, add its losses; returns the rows with ids, target
-        indices and IoUs for the query interaction module."""
-        rows = out.rows
-        candidates = rows.ids == -1
-        layers = out.logits.shape[0]
-        final = match_tracklets(rows.ids, candidates, out.logits[-1].detach(), out.boxes[-1].detach(),
-                                target, self.matcher)
-        losses = {}
-        supervised = range(layers) if self.cfg.detector.aux_loss else [layers - 1]
-        for layer in supervised:
-            a = final if layer == layers - 1 else match_tracklets(
-                rows.ids, candidates, out.logits[layer].detach(), out.boxes[layer].detach(), target, self.matcher)
-            prefix = "" if layer == layers - 1 else f"aux{layer}/"
-            for k, v in self.layer_losses(out.logits[layer], out.boxes[layer], a.gt_idx, target).items():
-                losses[prefix + k] = v
-        clip_loss.add(losses, len(target["ids"]) + final.num_disappeared)
-        # IoU of every assigned track with its target (the QIM's gate); others keep their last.
-        iou = self.target_iou(rows, final.gt_idx, target, (final.ids >= 0) & (final.gt_idx >= 0))
-        return rows.replace(ids=final.ids, gt_idx=final.gt_idx, iou=iou)
-
     def training_tracks(self, out: FrameOutput, rows: TrackState) -> TrackState:
         """Next frame's track rows in training: the QIM's selection (IoU gate, random drop,
         false positives) and update."""
-        return self.next_state(rows)
+        q = self.cfg.qim
+        return self.next_state(rows[select_tracks(rows, q.random_drop, q.fp_ratio, q.iou_gate)])

@@ -11,7 +11,8 @@ is a key of `METHODS` or, for trackers living outside this package, `"package.mo
 from __future__ import annotations
 
 import importlib
-import inspect
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ METHODS = {
     "memotr": "trackformers.trackers.memotr:MeMOTR",
     "trackformer": "trackformers.trackers.trackformer:Trackformer",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
+    "qdtrack": "trackformers.trackers.qdtrack:QDTrack",
 }
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -51,24 +53,35 @@ def installed_builtins() -> list[str]:
     return [name for name, (stem, _) in BUILTIN.items() if (WEIGHTS_DIR / stem).with_suffix(".safetensors").is_file()]
 
 
-def method_class(method: str) -> type[nn.Module]:
-    """The tracker class of a method name (`METHODS`) or of a `"module:Class"` path."""
+def method_class(method: str, trusted: bool = False) -> type[nn.Module]:
+    """The tracker class of a method name (`METHODS`) or of a `"module:Class"` path.
+
+    Importing a module can run its code, so a path outside trackformers is imported only when
+    `trusted` (the user's own training config), already imported (the user imported it), or
+    listed in the TRACKFORMERS_TRUSTED_MODULES environment variable (comma-separated, for the
+    command line): a downloaded model file cannot make `load_tracker` import what it likes.
+    """
     target = METHODS.get(method, method)
     module_name, sep, class_name = target.partition(":")
     if not sep:
         raise ConfigError(f"unknown method {method!r} (known: {', '.join(METHODS)}, or 'package.module:Class')")
+    allowed = os.environ.get("TRACKFORMERS_TRUSTED_MODULES", "").split(",")
+    if not (trusted or module_name.startswith("trackformers.") or module_name in sys.modules or module_name in allowed):
+        raise ConfigError(f"method {method!r} lives outside trackformers: import {module_name} yourself, or list it "
+                          "in TRACKFORMERS_TRUSTED_MODULES, before loading this model (model files do not import code)")
     try:
         return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"method {method!r}: cannot import {target} ({e})") from None
 
 
-def build_tracker(config: dict, overrides: dict | list[str] | None = None) -> nn.Module:
-    """A fresh tracker from `{"method": NAME, ...config...}`, with optional dotted overrides."""
+def build_tracker(config: dict, overrides: dict | list[str] | None = None, trusted: bool = False) -> nn.Module:
+    """A fresh tracker from `{"method": NAME, ...config...}`, with optional dotted overrides
+    (`trusted`: the config is the user's own, see `method_class`)."""
     config = dict(config)
     if "method" not in config:
         raise ConfigError("model config has no 'method' key (e.g. method: motr)")
-    cls = method_class(config.pop("method"))
+    cls = method_class(config.pop("method"), trusted)
     cfg = from_dict(cls.Config, config)
     if overrides:
         cfg = replace(cfg, overrides)
@@ -121,8 +134,9 @@ def load_model_file(name_or_path: str | Path, overrides: dict | list[str] | None
     """(tracker in eval mode on `device`, file metadata) for a built-in name or model file."""
     stem = resolve_model_path(name_or_path)
     state_dict, meta = checkpoint.load_model(stem)
-    model = build_tracker(meta["config"], overrides)
-    model.load_state_dict(state_dict)
+    with checkpoint.config_errors_name(stem):  # a bad config in the file: one line naming it
+        model = build_tracker(meta["config"], overrides)
+    checkpoint.load_weights(model, state_dict, stem)
     return model.to(device).eval(), meta
 
 
@@ -169,10 +183,6 @@ class StreamingTracker:
         self.model = model.eval()
         self.device = torch.device(device)
         self.name = name
-        # Every MOT file numbers ids from 1; methods that count from 0 are shifted by one.
-        self.id_offset = 1 - int(getattr(model, "first_id", 0))
-        # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
-        self._pass_size = "orig_size" in inspect.signature(model.track).parameters
         self.prepare = FramePreparer(model.cfg.input)
         # A method may write its result files the way its official code does (results.MOT_CONVENTIONS).
         self.mot_convention = getattr(model.cfg, "mot_convention", "mot")
@@ -192,10 +202,10 @@ class StreamingTracker:
         """Track one RGB uint8 HxWx3 frame; returns this frame's tracks in original pixels."""
         h, w = frame.shape[:2]
         image = self.prepare(frame).to(self.device)
-        extra = {"orig_size": (h, w)} if self._pass_size else {}
-        result, self.state = self.model.track(image, self.state, **extra)
+        # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
+        result, self.state = self.model.track(image, self.state, (h, w))
         self.frame += 1
-        return FrameTracks.from_model_output(self.frame, result, (h, w), self.id_offset, self.mot_convention)
+        return FrameTracks.from_model_output(self.frame, result, (h, w), self.mot_convention)
 
 
 def load_tracker(name_or_path: str | Path, device: str | torch.device = "cpu", weights: str | Path | None = None,

@@ -2,8 +2,7 @@
 
 Inside models boxes are normalised cxcywh; `FrameTracks` holds them the way users want them:
 absolute pixel `xyxy` boxes of the original frame, with ids as they are written to MOT files
-(always starting at 1: a method that numbers its ids from 0 has them shifted by one when the
-result is made, see `from_model_output`).
+(starting at 1: trackers number ids from 0, and `from_model_output` shifts them by one).
 """
 from __future__ import annotations
 
@@ -57,11 +56,12 @@ class FrameTracks:
 
     @classmethod
     def from_model_output(cls, frame: int, result: dict, orig_size: tuple[int, int],
-                          id_offset: int = 1, convention: str = "mot") -> FrameTracks:
+                          convention: str = "mot") -> FrameTracks:
         """Build from a tracker's `result` dict (tensors; boxes normalised cxcywh).
 
-        orig_size: (height, width) of the original frame; id_offset is added to the method's ids
-        (1 for methods that number from 0, so that every MOT file starts at id 1).
+        orig_size: (height, width) of the original frame. The tracker contract numbers ids from
+        0; they are shifted by one so that every MOT file starts at id 1. `convention` (a key of
+        MOT_CONVENTIONS) says how `to_mot_rows` writes the boxes.
         """
         h, w = orig_size
         cxcywh = result["boxes"].detach().cpu().double().numpy().reshape(-1, 4)
@@ -71,7 +71,7 @@ class FrameTracks:
         return cls(frame=frame, boxes=xyxy,
                    scores=result["scores"].detach().cpu().double().numpy(),
                    labels=result["labels"].detach().cpu().numpy(),
-                   ids=result["ids"].detach().cpu().numpy() + id_offset, convention=convention)
+                   ids=result["ids"].detach().cpu().numpy() + 1, convention=convention)
 
     def to_mot_rows(self) -> np.ndarray:
         """(n, 7) float64: frame, id, x, y, w, h, score (MOT result columns before the -1s),

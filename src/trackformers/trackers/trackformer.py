@@ -26,7 +26,10 @@ from trackformers.models.criterion import LossConfig, build_criterion
 from trackformers.models.deformable_transformer import EncoderOutput
 from trackformers.models.detector import DeformableDETR, DetectorConfig, pad_images
 from trackformers.models.multi_frame import MultiFrameDeformableDETR
-from trackformers.trackers.base import ClipLoss, InputConfig, QueryTracker, TrackState, match_tracklets
+from trackformers.trackers.assignment import ClipLoss, match_tracklets
+from trackformers.trackers.query_tracker import QueryTracker
+from trackformers.trackers.state import Context, TrackState
+from trackformers.trackers.tracker import InputConfig
 from trackformers.trackers.trackformer_rules import Thresholds, alive, step_tracks
 
 
@@ -68,25 +71,8 @@ class TrackformerConfig:
     size_divisibility: int = 1
 
 
-@dataclass
-class SequenceState:
-    """A sequence's tracker state: the track rows (active then inactive, trackformer_rules) and
-    the projected levels of the last `prev_frame_dist` frames (the previous-frame input of
-    multi-frame attention; the official Tracker keeps the backbone maps, projecting them
-    again gives the same levels)."""
-    tracks: TrackState
-    frames: deque
-    frame: int = 0
-    num_reids: int = 0
-
-    @property
-    def next_id(self) -> int:
-        return self.tracks.next_id
-
-
 class Trackformer(QueryTracker):
     Config = TrackformerConfig
-    first_id = 0  # ids count from 0; result files show id + 1, as the official writer
 
     def __init__(self, cfg: TrackformerConfig):
         super().__init__()
@@ -106,14 +92,20 @@ class Trackformer(QueryTracker):
         n = len(embeds)
         memory = {"inactive": torch.zeros(n, dtype=torch.bool, device=embeds.device),
                   "count_inactive": torch.zeros(n, dtype=torch.long, device=embeds.device), "obj_ind": obj_ind}
-        rows = TrackState.new_rows(embeds, boxes[:, :2], embeds.shape[-1], logits.shape[-1], memory, next_id)
+        rows = TrackState.new_rows(embeds, boxes[:, :2], embeds.shape[-1], logits.shape[-1], memory,
+                                   Context(next_id=next_id))
         return rows.replace(embeds=embeds, boxes=boxes, logits=logits, scores=logits.sigmoid().max(-1).values)
 
-    def new_state(self) -> SequenceState:
+    def new_state(self) -> TrackState:
+        """No tracks. The context's `features` holds the projected levels of the last
+        `prev_frame_dist` frames (the multi-frame encoder's previous frame; the official Tracker
+        keeps the backbone maps, projecting them again gives the same levels) and the count of
+        revivals (`num_reids`)."""
         d, w = self.cfg.detector, self.detector.query_embed.weight
         empty = self._rows(w.new_zeros(0, d.hidden_dim), w.new_zeros(0, 4), w.new_zeros(0, d.num_classes),
                            torch.zeros(0, dtype=torch.long, device=w.device))
-        return SequenceState(empty, deque([None], maxlen=max(int(self.cfg.prev_frame_dist), 1)))
+        frames = deque([None], maxlen=max(int(self.cfg.prev_frame_dist), 1))
+        return empty.with_context(features={"levels": frames, "num_reids": 0})
 
     # -- the model ----------------------------------------------------------------------
     def encode_frames(self, levels, previous=None) -> EncoderOutput:
@@ -151,24 +143,24 @@ class Trackformer(QueryTracker):
                           c.reid_sim_threshold, c.reid_score_thresh)
 
     @torch.no_grad()
-    def track_frame(self, image: Tensor, state: SequenceState, orig_size: tuple[int, int] | None = None):
+    def track_frame(self, image: Tensor, state: TrackState, orig_size: tuple[int, int] | None = None):
         """`track` plus the frame's record: dict(tracks in, logits, boxes, hs, events)."""
         c = self.cfg
-        tracks = state.tracks
-        tracks = tracks[alive(tracks, float(c.inactive_patience))]
+        ctx = state.context
+        tracks = state[alive(state, float(c.inactive_patience))]
         levels = self.detector.levels(image[None])
-        enc = self.encode_frames(levels, state.frames[0])
+        enc = self.encode_frames(levels, ctx.features["levels"][0])
         logits, boxes, hs = self.decode_queries(enc, 0, tracks.embeds, tracks.boxes)
         n = len(tracks)
         preds = tracks.replace(boxes=boxes[-1, :n], logits=logits[-1, :n], embeds=hs[:n],
                                scores=logits[-1, :n].sigmoid().max(-1).values)
         dets = self._rows(hs[n:], boxes[-1, n:], logits[-1, n:], torch.arange(len(hs) - n, device=hs.device),
-                          tracks.next_id)
+                          ctx.next_id)
         nxt, events = step_tracks(tracks, preds, dets, self.thresholds())
-        frames = deque(state.frames, maxlen=state.frames.maxlen)
+        frames = deque(ctx.features["levels"], maxlen=ctx.features["levels"].maxlen)
         frames.append(levels)
-        num_reids = state.num_reids + len(events["revived_query"]) + len(events["reid"])
-        new_state = SequenceState(nxt, frames, state.frame + 1, num_reids)
+        num_reids = ctx.features["num_reids"] + len(events["revived_query"]) + len(events["reid"])
+        new_state = nxt.with_context(frame=ctx.frame + 1, features={"levels": frames, "num_reids": num_reids})
         act = nxt[~nxt.memory["inactive"]]
         result = {"ids": act.ids, "boxes": act.boxes, "scores": act.scores, "labels": act.logits.argmax(-1)}
         record = {"tracks_in": tracks, "logits": logits, "boxes": boxes, "hs": hs, "events": events}

@@ -30,7 +30,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou
-from trackformers.trackers.base import TrackState
+from trackformers.trackers.state import TrackState
 
 
 @dataclass
@@ -155,8 +155,8 @@ def step_tracks(tracks: TrackState, preds: TrackState, dets: TrackState, th: Thr
     gone[r] = True
     inact = inact[~gone]
     born = cand[unused]
-    next_id = tracks.next_id
-    born = born.replace(ids=next_id + torch.arange(len(born), device=born.ids.device), next_id=next_id + len(born))
+    next_id = tracks.context.next_id
+    born = born.replace(ids=next_id + torch.arange(len(born), device=born.ids.device))
     events["reid"], events["born"] = reid.ids, born.ids
     act = TrackState.cat([act, reid, born])
     if th.detection_nms_thresh and len(act):
@@ -170,4 +170,4 @@ def step_tracks(tracks: TrackState, preds: TrackState, dets: TrackState, th: Thr
         events["det_nms_removed"] = act.ids[:0]
     inact = inact.replace(memory={**inact.memory, "count_inactive": inact.memory["count_inactive"] + 1})
     out = TrackState.cat([act, inact])
-    return out.replace(next_id=next_id + len(born)), events
+    return out.with_context(next_id=next_id + len(born)), events

@@ -1,18 +1,26 @@
-"""TrackState plumbing, the runtime lifecycle, tracklet-aware assignment and the clip loss."""
+"""The tracker contract's shared pieces: TrackState plumbing (subclass fields and context kept),
+the runtime lifecycle against the official loop, tracklet-aware assignment and the clip loss."""
+import dataclasses
 import itertools
 
 import pytest
 import torch
 
-from trackformers.trackers.base import (ClipLoss, TrackState, assign_new_ids, match_tracklets,
-                                        report_mask, runtime_update, track_targets)
+from trackformers.trackers.assignment import ClipLoss, match_tracklets, track_targets
+from trackformers.trackers.lifecycle import Rules, advance, assign_new_ids, report_mask, update
+from trackformers.trackers.query_tracker import QueryTracker
+from trackformers.trackers.state import Context, TrackState
 
 
-def _state(n: int, seed: int = 0, **changes) -> TrackState:
+def runtime_update(state, birth, keep, miss, tol, **kw):
+    return update(state, Rules(birth, keep, miss, tol, **kw))
+
+
+def _state(n: int, seed: int = 0, next_id: int = 7, **changes) -> TrackState:
     g = torch.Generator().manual_seed(seed)
     s = TrackState.new_rows(torch.randn(n, 6, generator=g), torch.randn(n, 2, generator=g),
                             embed_dim=3, num_classes=2,
-                            memory={"long": torch.randn(n, 3, generator=g)}, next_id=7)
+                            memory={"long": torch.randn(n, 3, generator=g)}, context=Context(next_id=next_id))
     s = s.replace(ids=torch.arange(n) - 1, scores=torch.rand(n, generator=g),
                   misses=torch.randint(0, 3, (n,), generator=g), boxes=torch.rand(n, 4, generator=g))
     return s.replace(**changes)
@@ -22,7 +30,7 @@ def test_index_cat_to_apply_to_every_row_field_and_memory():
     s = _state(5)
     mask = torch.tensor([True, False, True, True, False])
     sub = s[mask]
-    assert len(sub) == 3 and sub.next_id == 7
+    assert len(sub) == 3 and sub.context.next_id == 7
     assert torch.equal(sub.ids, torch.tensor([-1, 1, 2]))
     assert torch.equal(sub.queries, s.queries[[0, 2, 3]])
     assert torch.equal(sub.memory["long"], s.memory["long"][[0, 2, 3]])
@@ -30,7 +38,8 @@ def test_index_cat_to_apply_to_every_row_field_and_memory():
     assert len(s[2]) == 1 and torch.equal(s[-1].ids, torch.tensor([3]))
 
     both = TrackState.cat([sub, _state(2, seed=1, next_id=11)])
-    assert len(both) == 5 and both.next_id == 11
+    assert len(both) == 5 and both.context.next_id == 7  # the first state's context
+    assert TrackState.cat([sub, sub], context=Context(next_id=11)).context.next_id == 11
     assert torch.equal(both.misses[:3], sub.misses) and both.memory["long"].shape == (5, 3)
     with pytest.raises(ValueError, match="memory keys"):
         TrackState.cat([sub, sub.replace(memory={})])
@@ -41,6 +50,39 @@ def test_index_cat_to_apply_to_every_row_field_and_memory():
 
     empty = TrackState.empty(6, 2, 3, 2, memory_dims={"long": (3,)})
     assert len(empty) == 0 and len(TrackState.cat([empty, s])) == 5
+
+
+@dataclasses.dataclass
+class _Rows(TrackState):
+    extra: torch.Tensor = None
+
+
+def test_a_subclass_keeps_its_class_fields_and_context_through_row_operations():
+    base = _state(4, next_id=3).with_context(frame=5, features="prev")
+    s = _Rows(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, extra=torch.arange(4.0))
+    assert _Rows.row_fields()[-1] == "extra"
+    for out in (s[torch.tensor([3, 1])], s.to(torch.float64), s.detach(), TrackState.cat([s, s[:1]])):
+        assert type(out) is _Rows and out.context == Context(frame=5, next_id=3, features="prev")
+        assert out.extra.shape == (len(out),) and out.memory["long"].shape == (len(out), 3)
+    assert s[torch.tensor([3, 1])].extra.tolist() == [3.0, 1.0]
+    assert TrackState.cat([s, s[:1]]).extra.tolist() == [0.0, 1.0, 2.0, 3.0, 0.0]
+
+
+def test_advance_is_the_mask_form_of_the_lifecycle():
+    s = _state(5).replace(ids=torch.tensor([0, 1, 2, -1, -1]), misses=torch.tensor([0, 1, 2, 0, 0]),
+                          ages=torch.tensor([4, 3, 2, 0, 0])).with_context(next_id=3)
+    out = advance(s, born=torch.tensor([False, False, False, False, True]),
+                  kept=torch.tensor([True, False, False, False, False]),
+                  missed=torch.tensor([False, True, True, False, False]), miss_tolerance=3)
+    assert out.ids.tolist() == [0, 1, -1, -1, 3] and out.context.next_id == 4
+    assert out.misses.tolist() == [0, 2, 3, 0, 0] and out.ages.tolist() == [5, 4, 3, 0, 0]
+
+
+def test_without_miss_reset_a_revived_track_keeps_its_count():
+    # Trackformer: a re-queried inactive track that scores again keeps its inactive count.
+    s = _state(2).replace(ids=torch.tensor([0, 1]), misses=torch.tensor([2, 2]), scores=torch.tensor([0.9, 0.1]))
+    assert update(s, Rules(0.5, 0.5, 0.5, 4)).misses.tolist() == [0, 3]
+    assert update(s, Rules(0.5, 0.5, 0.5, 4, reset_misses=False)).misses.tolist() == [2, 3]
 
 
 def test_assign_new_ids_hands_out_consecutive_ids_in_row_order():
@@ -84,11 +126,11 @@ def test_runtime_update_matches_the_official_loop(thresholds):
         assert state.ids.tolist() == want[0], frame
         assert state.misses.tolist() == want[1]
         assert state.ages.tolist() == want[2]
-        assert state.next_id == want[3]
+        assert state.context.next_id == want[3]
         next_id = want[3]
         # the tracker drops dead rows and adds fresh candidates, as between frames
         state = TrackState.cat([state[state.ids >= 0], _state(10, seed=frame).replace(
-            ids=torch.full((10,), -1), misses=torch.zeros(10, dtype=torch.long), next_id=0)])
+            ids=torch.full((10,), -1), misses=torch.zeros(10, dtype=torch.long))])
 
 
 def test_birth_nms_keeps_detections_off_tracks_seen_this_frame():
@@ -97,7 +139,7 @@ def test_birth_nms_keeps_detections_off_tracks_seen_this_frame():
     boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2],
                           [0.31, 0.31, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2], [0.5, 0.1, 0.1, 0.1]])
     s = _state(5).replace(ids=torch.tensor([3, 4, -1, -1, -1]), scores=torch.tensor([0.9, 0.2, 0.9, 0.9, 0.9]),
-                          boxes=boxes, misses=torch.zeros(5, dtype=torch.long), next_id=10)
+                          boxes=boxes, misses=torch.zeros(5, dtype=torch.long)).with_context(next_id=10)
     # (0.19 * 0.19) / (2 * 0.04 - 0.19 * 0.19) = 0.8223
     assert runtime_update(s, 0.5, 0.5, 0.5, 5).ids.tolist() == [3, 4, 10, 11, 12]         # off: all born
     assert runtime_update(s, 0.5, 0.5, 0.5, 5, birth_nms_iou=0.82).ids.tolist() == [3, 4, -1, 10, 11]
@@ -162,7 +204,6 @@ def test_clip_loss_divides_the_sum_over_frames_once():
 
 
 def test_target_iou_updates_assigned_rows_only():
-    from trackformers.trackers.base import QueryTracker
     rows = _state(3).replace(boxes=torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]]),
                              iou=torch.tensor([0.0, 0.7, 0.9]))
     target = {"boxes": torch.tensor([[0.6, 0.5, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2]])}
