@@ -5,7 +5,9 @@ import pytest
 # Keep the suite predictable on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+# ../shared beside the checkout; TRACKFORMERS_SHARED points elsewhere (a worktree in a subfolder).
+SHARED = os.environ.get("TRACKFORMERS_SHARED") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from trackformers.ops.msda import MSDeformAttn, ms_deform_attn
+from trackformers.ops.msda import MSDeformAttn, ms_deform_attn, ms_deform_attn_gather
 
 
 def naive_bilinear(img, x, y):
@@ -60,6 +60,14 @@ def test_forward_matches_naive_loop():
     ref = naive_ms_deform_attn(value, shapes.tolist(), starts.tolist(), loc, attn)
     assert ours.shape == (2, 3, 2 * 3)
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gather_form_matches_naive_loop_and_runs_without_autograd_on_cpu():
+    value, shapes, starts, loc, attn = make_inputs(N=2, Lq=4, M=3, D=2, P=3, seed=3)
+    ref = naive_ms_deform_attn(value, shapes.tolist(), starts.tolist(), loc, attn)
+    torch.testing.assert_close(ms_deform_attn_gather(value, shapes, starts, loc, attn), ref, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the CPU inference path of ms_deform_attn
+        torch.testing.assert_close(ms_deform_attn(value, shapes, starts, loc, attn), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_gradients_match_naive_loop():

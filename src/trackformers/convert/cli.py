@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from pathlib import Path
 
 from trackformers.cli import UsageError
@@ -21,6 +22,7 @@ CONVERTERS = {
     "motr": "trackformers.convert.motr",
     "memotr": "trackformers.convert.memotr",
     "sambamotr": "trackformers.convert.sambamotr",
+    "trackformer": "trackformers.convert.trackformer",
     "torchvision_resnet": "trackformers.convert.torchvision_resnet",
     "qdtrack": "trackformers.convert.qdtrack",
 }
@@ -45,7 +47,9 @@ def convert_file(name: str, src: str | Path, out: str | Path, overrides: list[st
 
     convert = converter(name)
     official = load_official(src)
-    result = convert(official, overrides or [])
+    # converters that read files beside the checkpoint (TrackFormer's config.yaml) take its path
+    extra = {"checkpoint": src} if "checkpoint" in inspect.signature(convert).parameters else {}
+    result = convert(official, overrides or [], **extra)
     save_model(out, result.state_dict, result.config, converted_from=name, source=str(src),
                dropped=result.dropped, overrides=list(overrides or []))
     return result

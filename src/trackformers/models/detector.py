@@ -131,9 +131,18 @@ class DeformableDETR(nn.Module):
     def features(self, images: Tensor, masks: Tensor | None = None) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """Normalised images (B, 3, H, W) + padding mask (B, H, W, True on padding) ->
         per level: projected maps (B, C, H_l, W_l), masks (B, H_l, W_l), position encodings."""
+        srcs, level_masks = self.levels(images, masks)
+        pos = [self.position_encoding(m).to(s.dtype) for s, m in zip(srcs, level_masks)]
+        return srcs, level_masks, pos
+
+    def levels(self, images: Tensor, masks: Tensor | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """Backbone and input projections: per level, maps (B, C, H_l, W_l) and masks (B, H_l, W_l)."""
         if masks is None:
             masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
-        feats = self.backbone(images)
+        return self.project(self.backbone(images), masks)
+
+    def project(self, feats: list[Tensor], masks: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Input projections (+ extra strided levels) of backbone maps; masks (B, H, W) of the image."""
         srcs, level_masks = [], []
         for proj, feat in zip(self.input_proj, feats):
             srcs.append(proj(feat))
@@ -142,8 +151,7 @@ class DeformableDETR(nn.Module):
             src = self.input_proj[lvl](feats[-1] if lvl == len(feats) else srcs[-1])
             srcs.append(src)
             level_masks.append(downsample_mask(masks, src.shape[-2:]))
-        pos = [self.position_encoding(m).to(s.dtype) for s, m in zip(srcs, level_masks)]
-        return srcs, level_masks, pos
+        return srcs, level_masks
 
     def predict(self, hs: Tensor, init_reference: Tensor, inter_references: Tensor) -> tuple[Tensor, Tensor]:
         """Per-layer heads: hs (L, B, Q, C) -> logits (L, B, Q, K), boxes (L, B, Q, 4).

@@ -1,5 +1,6 @@
-"""Position encodings: 2-d sine over feature maps (DETR / Deformable DETR), learned, and the
-sine embedding of normalised coordinates used for box queries (two-stage, DAB)."""
+"""Position encodings: 2-d sine over feature maps (DETR / Deformable DETR), 3-d sine over
+(frame, y, x) (TrackFormer's multi-frame attention), learned, and the sine embedding of
+normalised coordinates used for box queries (two-stage, DAB)."""
 from __future__ import annotations
 
 import math
@@ -44,6 +45,36 @@ class PositionEmbeddingSine(nn.Module):
         pos_x = _interleave_sin_cos(x[..., None] / dim_t)
         pos_y = _interleave_sin_cos(y[..., None] / dim_t)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+
+
+class PositionEmbeddingSine3D(nn.Module):
+    """3-d sine encoding of `num_frames` frames of a padded batch (TrackFormer's multi-frame
+    attention): `[pos_z (F), pos_y (F), pos_x (F)]` channels for every frame.
+
+    The frame coordinate is 1..T, the spatial ones the cumulative count of valid pixels; with
+    `normalize` each is divided by its extent (z by T) and scaled to `scale`. Unlike the 2-d
+    Deformable DETR encoding there is no -0.5 offset (the official code has none).
+    """
+
+    def __init__(self, num_pos_feats: int = 96, num_frames: int = 2, temperature: float = 10000.0,
+                 normalize: bool = True, scale: float = 2 * math.pi, eps: float = 1e-6):
+        super().__init__()
+        self.num_pos_feats, self.num_frames, self.temperature = num_pos_feats, num_frames, temperature
+        self.normalize, self.scale, self.eps = normalize, scale, eps
+
+    def forward(self, mask: Tensor) -> Tensor:
+        """mask (B, H, W), True on padding -> (B, T, 3F, H, W) float32; frame t is `[:, t]`."""
+        not_mask = (~mask)[:, None].expand(-1, self.num_frames, -1, -1)
+        z = not_mask.cumsum(1, dtype=torch.float32)
+        y = not_mask.cumsum(2, dtype=torch.float32)
+        x = not_mask.cumsum(3, dtype=torch.float32)
+        if self.normalize:
+            z = z / (z[:, -1:] + self.eps) * self.scale
+            y = y / (y[:, :, -1:] + self.eps) * self.scale
+            x = x / (x[:, :, :, -1:] + self.eps) * self.scale
+        dim_t = _frequencies(self.num_pos_feats, self.temperature, mask.device)
+        pos = [_interleave_sin_cos(c[..., None] / dim_t) for c in (z, y, x)]
+        return torch.cat(pos, dim=-1).permute(0, 1, 4, 2, 3)
 
 
 class PositionEmbeddingLearned(nn.Module):

@@ -18,9 +18,51 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _corners(coord: Tensor, size: Tensor) -> tuple[Tensor, Tensor]:
+    """Pixel coordinates (centres at i) -> (..., 2) the two neighbouring indices (clamped into
+    the map) and their bilinear weights, 0 for a neighbour outside (grid_sample's zero padding)."""
+    c0 = coord.floor()
+    f = coord - c0
+    c0 = c0.to(torch.int32)
+    c1 = c0 + 1
+    w0 = (1 - f) * ((c0 >= 0) & (c0 < size))
+    w1 = f * ((c1 >= 0) & (c1 < size))
+    idx = torch.stack((c0.clamp(min=0).minimum(size - 1), c1.clamp(min=0).minimum(size - 1)), -1)
+    return idx, torch.stack((w0, w1), -1)
+
+
+def ms_deform_attn_gather(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                          sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
+    """`ms_deform_attn` as one weighted gather: every output row is the sum of its 4 bilinear
+    neighbours x L levels x P points of the value rows, weighted by bilinear x attention weight,
+    i.e. one `embedding_bag` over the (N * S * M, D) value rows (channels contiguous), instead
+    of per-level grid_sample on channels-first maps: about 2x faster on CPU. Same sampling
+    convention (align_corners=False, zeros outside); equal to float32 rounding."""
+    N, S, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
+    dev, dt = value.device, sampling_locations.dtype
+    hw = spatial_shapes.to(device=dev, dtype=torch.int32)
+    H, W = hw[:, 0].view(L, 1), hw[:, 1].view(L, 1)
+    xi, wx = _corners(sampling_locations[..., 0] * W.to(dt) - 0.5, W)
+    yi, wy = _corners(sampling_locations[..., 1] * H.to(dt) - 0.5, H)
+    wy = wy * attention_weights[..., None]
+    # row of value (n, s, m) in the flat (N * S * M, D) table: (n * S + s) * M + m
+    base = (torch.arange(N, device=dev, dtype=torch.int32) * (S * M)).view(N, 1, 1, 1, 1, 1) \
+        + torch.arange(M, device=dev, dtype=torch.int32).view(1, 1, M, 1, 1, 1)
+    rows = (level_start_index.to(device=dev, dtype=torch.int32).view(L, 1, 1) + yi * W[..., None]) * M + base
+    idx = rows[..., :, None] + (xi * M)[..., None, :]
+    weights = wy[..., :, None] * wx[..., None, :]
+    out = F.embedding_bag(idx.view(N * Lq * M, L * P * 4), value.reshape(N * S * M, D),
+                          per_sample_weights=weights.reshape(N * Lq * M, L * P * 4).to(value.dtype), mode="sum")
+    return out.view(N, Lq, M * D)
+
+
 def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
                    sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
     """Deformable attention over multi-level value maps.
+
+    On CPU without autograd this runs `ms_deform_attn_gather` (the faster CPU form); otherwise
+    per-level grid_sample (the reference form, whose gradients grid_sample computes).
 
     Args:
         value: (N, S, M, D) flattened maps of all levels, S = sum(H_l * W_l), M heads.
@@ -32,6 +74,9 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start_index: Ten
     Returns:
         (N, Lq, M * D).
     """
+    if value.device.type == "cpu" and not torch.is_grad_enabled():
+        return ms_deform_attn_gather(value, spatial_shapes, level_start_index, sampling_locations,
+                                     attention_weights)
     N, S, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]

@@ -47,6 +47,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return order[greedy_keep(suppress)]
 
 
+def nms_mask(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """(n,) bool: the boxes `nms` keeps, as a mask in input order."""
+    keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+    keep[nms(boxes, scores, iou_threshold)] = True
+    return keep
+
+
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """Class-aware NMS: boxes of different `idxs` never suppress each other.
 

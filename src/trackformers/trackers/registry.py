@@ -27,6 +27,7 @@ METHODS = {
     "motr": "trackformers.trackers.motr:MOTR",
     "memotr": "trackformers.trackers.memotr:MeMOTR",
     "sambamotr": "trackformers.trackers.sambamotr:SambaMOTR",
+    "trackformer": "trackformers.trackers.trackformer:Trackformer",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
     "qdtrack": "trackformers.trackers.qdtrack:QDTrack",
 }
@@ -184,6 +185,8 @@ class StreamingTracker:
         self.device = torch.device(device)
         self.name = name
         self.prepare = FramePreparer(model.cfg.input)
+        # A method may write its result files the way its official code does (results.MOT_CONVENTIONS).
+        self.mot_convention = getattr(model.cfg, "mot_convention", "mot")
         self.reset()
 
     @property
@@ -203,7 +206,7 @@ class StreamingTracker:
         # Size-dependent filters (e.g. MOTR's minimum box area) measure the original frame.
         result, self.state = self.model.track(image, self.state, (h, w))
         self.frame += 1
-        return FrameTracks.from_model_output(self.frame, result, (h, w))
+        return FrameTracks.from_model_output(self.frame, result, (h, w), self.mot_convention)
 
 
 def load_tracker(name_or_path: str | Path, device: str | torch.device = "cpu", weights: str | Path | None = None,

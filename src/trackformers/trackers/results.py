@@ -13,6 +13,12 @@ import numpy as np
 from trackformers.data.mot import format_mot
 
 
+# How a method's result files write a box: (added to x, y, w, h), conf column (None: the score).
+# "mot": plain pixels and the score. "trackformer": the official TrackFormer writer (x1 + 1,
+# y1 + 1, w + 1, h + 1, conf -1), so result files compare with the published ones.
+MOT_CONVENTIONS = {"mot": (0.0, None), "trackformer": (1.0, -1.0)}
+
+
 def _empty(cols: int | None = None, dtype=np.float64) -> np.ndarray:
     return np.zeros((0, cols) if cols else (0,), dtype=dtype)
 
@@ -31,8 +37,11 @@ class FrameTracks:
     scores: np.ndarray = field(default_factory=_empty)
     labels: np.ndarray = field(default_factory=lambda: _empty(dtype=np.int64))
     ids: np.ndarray = field(default_factory=lambda: _empty(dtype=np.int64))
+    convention: str = "mot"  # a key of MOT_CONVENTIONS: how `to_mot_rows` writes boxes
 
     def __post_init__(self) -> None:
+        if self.convention not in MOT_CONVENTIONS:
+            raise ValueError(f"mot_convention must be one of {', '.join(MOT_CONVENTIONS)}, got {self.convention!r}")
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
         self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
@@ -46,11 +55,13 @@ class FrameTracks:
         return len(self.ids)
 
     @classmethod
-    def from_model_output(cls, frame: int, result: dict, orig_size: tuple[int, int]) -> FrameTracks:
+    def from_model_output(cls, frame: int, result: dict, orig_size: tuple[int, int],
+                          convention: str = "mot") -> FrameTracks:
         """Build from a tracker's `result` dict (tensors; boxes normalised cxcywh).
 
         orig_size: (height, width) of the original frame. The tracker contract numbers ids from
-        0; they are shifted by one so that every MOT file starts at id 1.
+        0; they are shifted by one so that every MOT file starts at id 1. `convention` (a key of
+        MOT_CONVENTIONS) says how `to_mot_rows` writes the boxes.
         """
         h, w = orig_size
         cxcywh = result["boxes"].detach().cpu().double().numpy().reshape(-1, 4)
@@ -60,13 +71,16 @@ class FrameTracks:
         return cls(frame=frame, boxes=xyxy,
                    scores=result["scores"].detach().cpu().double().numpy(),
                    labels=result["labels"].detach().cpu().numpy(),
-                   ids=result["ids"].detach().cpu().numpy() + 1)
+                   ids=result["ids"].detach().cpu().numpy() + 1, convention=convention)
 
     def to_mot_rows(self) -> np.ndarray:
-        """(n, 7) float64: frame, id, x, y, w, h, score (MOT result columns before the -1s)."""
-        xywh = np.concatenate([self.boxes[:, :2], self.boxes[:, 2:] - self.boxes[:, :2]], axis=1)
+        """(n, 7) float64: frame, id, x, y, w, h, score (MOT result columns before the -1s),
+        written by the frame's `convention`."""
+        shift, conf = MOT_CONVENTIONS[self.convention]
+        xywh = np.concatenate([self.boxes[:, :2], self.boxes[:, 2:] - self.boxes[:, :2]], axis=1) + shift
         frame = np.full((len(self), 1), self.frame, dtype=np.float64)
-        return np.concatenate([frame, self.ids[:, None].astype(np.float64), xywh, self.scores[:, None]], axis=1)
+        scores = self.scores[:, None] if conf is None else np.full((len(self), 1), conf)
+        return np.concatenate([frame, self.ids[:, None].astype(np.float64), xywh, scores], axis=1)
 
     def to_mot_lines(self) -> str:
         """MOTChallenge result lines `frame,id,x,y,w,h,score,-1,-1,-1`, one per track."""
