@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from trackformers.models.detector import pad_images
-from trackformers.models.quasi_dense import QuasiDenseEmbedHead, track_losses
+from trackformers.models.quasi_dense import QuasiDenseEmbedHead, mean_track_losses
 from trackformers.models.rcnn.faster_rcnn import FasterRCNN, FasterRCNNConfig
 from trackformers.models.rcnn.roi_head import rois_of
 from trackformers.models.rcnn.sampling import AssignerConfig, SamplerConfig, sample
@@ -174,6 +174,19 @@ def update_memo(memo: QDMemo, ids: Tensor, boxes: Tensor, embeds: Tensor, labels
                   frame=frame + 1, next_id=memo.next_id + n_new)
 
 
+def memo_step(memo: QDMemo, boxes: Tensor, scores: Tensor, labels: Tensor, embeds: Tensor, cfg,
+              orig_size: tuple[int, int]) -> tuple[dict[str, Tensor], QDMemo]:
+    """`associate` one frame's detections (xyxy pixels of the original (h, w) frame) and report
+    the tracked ones as the tracker contract's result (boxes normalised cxcywh)."""
+    order, ids, memo = associate(memo, boxes, scores, labels, embeds, cfg)
+    shown = ids >= 0
+    sel = order[shown]
+    oh, ow = orig_size
+    size = boxes.new_tensor([ow, oh, ow, oh])
+    return {"ids": ids[shown], "boxes": box_xyxy_to_cxcywh(boxes[sel] / size), "scores": scores[sel],
+            "labels": labels[sel]}, memo
+
+
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
@@ -199,16 +212,9 @@ class EmbedConfig:
 
 
 @dataclass
-class QDTrackConfig:
-    detector: FasterRCNNConfig = field(default_factory=FasterRCNNConfig)
-    embed: EmbedConfig = field(default_factory=EmbedConfig)
-    input: QDTrackInputConfig = field(default_factory=QDTrackInputConfig)
-    size_divisibility: int = 32
-    loss_track_weight: float = 0.25       # MultiPosCrossEntropyLoss
-    loss_track_aux_weight: float = 1.0    # L2Loss (neg margin 0.1, neg:pos <= 3, hard mining)
-    track_rois: int = 256                 # RoIs sampled per frame for the embeddings (half positive)
-    grad_checkpointing: bool = False      # accepted for the training engine; not used
-    # tracker (mmtracking QuasiDenseTracker; defaults: the MOT17 config)
+class QDTrackerConfig:
+    """The memo tracker's settings (mmtracking QuasiDenseTracker; defaults: the MOT17 config),
+    shared by QDTrack on Faster R-CNN and on Deformable DETR."""
     init_score_thr: float = 0.9
     obj_score_thr: float = 0.5
     match_score_thr: float = 0.5
@@ -226,6 +232,18 @@ class QDTrackConfig:
             raise ValueError(f"match_metric must be bisoftmax, softmax or cosine, got {self.match_metric!r}")
         if not 0 <= self.memo_momentum <= 1:
             raise ValueError(f"memo_momentum must be in [0, 1], got {self.memo_momentum}")
+
+
+@dataclass
+class QDTrackConfig(QDTrackerConfig):
+    detector: FasterRCNNConfig = field(default_factory=FasterRCNNConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    input: QDTrackInputConfig = field(default_factory=QDTrackInputConfig)
+    size_divisibility: int = 32
+    loss_track_weight: float = 0.25       # MultiPosCrossEntropyLoss
+    loss_track_aux_weight: float = 1.0    # L2Loss (neg margin 0.1, neg:pos <= 3, hard mining)
+    track_rois: int = 256                 # RoIs sampled per frame for the embeddings (half positive)
+    grad_checkpointing: bool = False      # accepted for the training engine; not used
 
 
 TRACK_ASSIGNER = AssignerConfig(pos_iou_thr=0.7, neg_iou_thr=0.5, min_pos_iou=0.5, match_low_quality=False)
@@ -276,13 +294,7 @@ class QDTrack(Tracker):
         feats = self.detector.extract(images)
         boxes, scores, labels = self.detector.detect(feats, scale=[scale])[0]
         embeds = self.embed(feats, [boxes * scale])
-        order, ids, state = associate(state, boxes, scores, labels, embeds, self.cfg)
-        shown = ids >= 0
-        sel = order[shown]
-        size = image.new_tensor([ow, oh, ow, oh])
-        result = {"ids": ids[shown], "boxes": box_xyxy_to_cxcywh(boxes[sel] / size), "scores": scores[sel],
-                  "labels": labels[sel]}
-        return result, state
+        return memo_step(state, boxes, scores, labels, embeds, self.cfg, (oh, ow))
 
     # -- training -------------------------------------------------------------------------
     def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
@@ -307,15 +319,13 @@ class QDTrack(Tracker):
         key_embeds = self.embed(feats, [s.boxes[:s.num_pos] for s in key_samples]).split(
             [s.num_pos for s in key_samples])
         ref_embeds = self.embed(ref_feats, [s.boxes for s in ref_samples]).split([len(s.boxes) for s in ref_samples])
-        track = {"loss_track": 0.0, "loss_track_aux": 0.0}
+        pairs = []
         for ks, rs, ke, re, (_, _, kid), (_, _, rid) in zip(key_samples, ref_samples, key_embeds, ref_embeds,
                                                            key_t, ref_t):
             ref_ids = torch.cat([rid[rs.gt_index], torch.full((len(rs.boxes) - rs.num_pos,), -1,
                                                               dtype=torch.long, device=rid.device)])
-            pair = track_losses(ke, re, kid[ks.gt_index], ref_ids, self.cfg.loss_track_weight,
-                                self.cfg.loss_track_aux_weight)
-            for k in track:
-                track[k] = track[k] + pair[k] / len(clips)
+            pairs.append((ke, re, kid[ks.gt_index], ref_ids))
+        track = mean_track_losses(pairs, self.cfg.loss_track_weight, self.cfg.loss_track_aux_weight)
         losses.update(track)
         losses["loss"] = sum(losses.values())
         return losses
