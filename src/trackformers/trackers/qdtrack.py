@@ -1,4 +1,7 @@
-"""QDTrack (Pang et al., CVPR 2021): quasi-dense similarity learning on Faster R-CNN.
+"""QDTrack (Pang et al., CVPR 2021): quasi-dense similarity learning on Faster R-CNN
+(`QDTrack`, method "qdtrack") and on our Deformable DETR (`QDTrackDETR`, "qdtrack_detr", see
+its section at the end: decoder queries stand in for RoIs). Both share the memo tracker, its
+settings (`QDTrackerConfig`), the embed head and the losses.
 
 Training (a key and a reference frame of one clip): the detection losses of the key frame,
 then RoIs of both frames (the key frame's training proposals, the reference frame's test
@@ -21,13 +24,15 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-from trackformers.models.detector import pad_images
+from trackformers.models.criterion import LossConfig
+from trackformers.models.detector import DetectorConfig, pad_images
 from trackformers.models.quasi_dense import QuasiDenseEmbedHead, mean_track_losses
 from trackformers.models.rcnn.faster_rcnn import FasterRCNN, FasterRCNNConfig
 from trackformers.models.rcnn.roi_head import rois_of
 from trackformers.models.rcnn.sampling import AssignerConfig, SamplerConfig, sample
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
-from trackformers.trackers.tracker import Tracker
+from trackformers.models.train_detector import DetectorTraining
+from trackformers.trackers.tracker import InputConfig, Tracker
 
 
 # ---------------------------------------------------------------------------------------
@@ -259,6 +264,12 @@ def pixel_targets(target: dict, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return boxes, target["labels"].long(), ids.long()
 
 
+def key_ref_frames(clips: list[list[tuple[Tensor, dict]]]) -> tuple[list, list]:
+    """(key frames, reference frames) of clips: each clip's first and second frame (its first
+    again for a one-frame clip, as QDTrack trains on static images)."""
+    return [clip[0] for clip in clips], [clip[1] if len(clip) > 1 else clip[0] for clip in clips]
+
+
 class QDTrack(Tracker):
     """Faster R-CNN + quasi-dense embedding head + bi-softmax memo (the mmtracking model)."""
 
@@ -300,8 +311,7 @@ class QDTrack(Tracker):
     def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
         """Key frame = a clip's first frame, reference = its second (the same image for
         one-frame clips, as QDTrack on static images). Returns the terms and their sum "loss"."""
-        keys = [clip[0] for clip in clips]
-        refs = [clip[1] if len(clip) > 1 else clip[0] for clip in clips]
+        keys, refs = key_ref_frames(clips)
         key_images, _ = pad_images([im for im, _ in keys], self.cfg.size_divisibility)
         ref_images, _ = pad_images([im for im, _ in refs], self.cfg.size_divisibility)
         key_t = [pixel_targets(t, im) for im, t in keys]
@@ -328,4 +338,93 @@ class QDTrack(Tracker):
         track = mean_track_losses(pairs, self.cfg.loss_track_weight, self.cfg.loss_track_aux_weight)
         losses.update(track)
         losses["loss"] = sum(losses.values())
+        return losses
+
+
+# ---------------------------------------------------------------------------------------
+# QDTrack on Deformable DETR
+# ---------------------------------------------------------------------------------------
+# The decoder queries are DETR's region candidates: each query's last-layer embedding has
+# already pooled the image at and around its box (deformable attention), so the quasi-dense
+# head embeds those vectors (`QuasiDenseEmbedHead` without convs, 1x1 "RoIs": FC + ReLU + FC)
+# instead of RoIAlign crops, which a DETR has no FPN pipeline or proposals for. Every query of
+# the reference frame is a contrast candidate (the dense part: Q per frame, matched or not);
+# a key query's positives are the reference queries Hungarian-matched to the same object id.
+def _detr() -> DetectorConfig:
+    return DetectorConfig(num_classes=1, with_box_refine=True, dropout=0.0, num_queries=300)
+
+
+@dataclass
+class QDTrackDETRConfig(QDTrackerConfig):
+    detector: DetectorConfig = field(default_factory=_detr)
+    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(num_convs=0))
+    input: InputConfig = field(default_factory=InputConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    loss_track_weight: float = 0.25       # as QDTrack on Faster R-CNN
+    loss_track_aux_weight: float = 1.0
+    score_thr: float = 0.05               # queries below this are no detections (the R-CNN test score_thr)
+    max_per_img: int = 100                # most confident queries passed to the memo
+    grad_checkpointing: bool = False      # recompute backbone + encoder in backward
+    size_divisibility: int = 1            # pad batched training frames to a multiple of this
+
+
+class QDTrackDETR(DetectorTraining, Tracker):
+    """Deformable DETR + quasi-dense embedding of its decoder queries + the bi-softmax memo."""
+
+    Config = QDTrackDETRConfig
+
+    def __init__(self, cfg: QDTrackDETRConfig):
+        super().__init__(cfg)
+        e = cfg.embed
+        if e.num_convs:
+            raise ValueError("qdtrack_detr embeds decoder query vectors: embed.num_convs must be 0")
+        self.embed_head = QuasiDenseEmbedHead(cfg.detector.hidden_dim, 0, e.conv_channels, 1, e.fc_channels,
+                                              e.embed_channels, e.gn_groups)
+
+    def embed(self, hs: Tensor) -> Tensor:
+        """Last-layer query embeddings (..., C) -> quasi-dense embeddings (..., D)."""
+        return self.embed_head(hs.reshape(-1, hs.shape[-1])).view(*hs.shape[:-1], self.cfg.embed.embed_channels)
+
+    def new_state(self) -> QDMemo:
+        return QDMemo.empty(self.cfg.embed.embed_channels, self.embed_head.fc_embed.weight.device)
+
+    @torch.no_grad()
+    def track(self, image: Tensor, state: QDMemo, orig_size: tuple[int, int] | None = None
+              ) -> tuple[dict[str, Tensor], QDMemo]:
+        """One frame: queries scoring > score_thr (best class, at most max_per_img) are the
+        detections; their boxes in the original frame's pixels go to the memo (as the R-CNN
+        variant's, so IoU thresholds mean the same)."""
+        oh, ow = orig_size or tuple(image.shape[-2:])
+        out = self.detector(image[None])
+        scores, labels = out["pred_logits"][0].sigmoid().max(-1)
+        top = scores.argsort(descending=True)[:self.cfg.max_per_img]
+        top = top[scores[top] > self.cfg.score_thr]
+        boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0][top]) * image.new_tensor([ow, oh, ow, oh])
+        return memo_step(state, boxes, scores[top], labels[top], self.embed(out["hs"][-1][0][top]), self.cfg,
+                         (oh, ow))
+
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """The DETR set loss of the key and reference frames (both are decoded anyway) plus the
+        quasi-dense losses from key to reference frame. Detection terms are unweighted (as
+        `DetectorTraining`), the track terms weighted; "loss" is the weighted total."""
+        keys, refs = key_ref_frames(clips)
+        frames = [f for pair in zip(keys, refs) for f in pair]  # key, ref, key, ref, ...
+        out, targets = self.frame_outputs(frames)
+        losses = self.criterion(out, targets)
+        total = self.criterion.total(losses)
+        # The last layer's assignment: the queries whose boxes the set loss trains, per frame.
+        indices = self.criterion.matcher({"pred_logits": out["pred_logits"], "pred_boxes": out["pred_boxes"]},
+                                         targets)
+        embeds = self.embed(out["hs"][-1])                       # (2B, Q, D)
+        ids = [t.get("ids", torch.arange(len(t["labels"]))).long().to(embeds.device) for _, t in frames]
+        pairs = []
+        for b in range(len(clips)):
+            (kq, kt), (rq, rt) = indices[2 * b], indices[2 * b + 1]
+            ref_ids = torch.full(embeds.shape[1:2], -1, dtype=torch.long, device=embeds.device)
+            ref_ids[rq.to(embeds.device)] = ids[2 * b + 1][rt.to(embeds.device)]
+            pairs.append((embeds[2 * b, kq.to(embeds.device)], embeds[2 * b + 1], ids[2 * b][kt.to(embeds.device)],
+                          ref_ids))
+        track = mean_track_losses(pairs, self.cfg.loss_track_weight, self.cfg.loss_track_aux_weight)
+        losses.update(track)
+        losses["loss"] = total + track["loss_track"] + track["loss_track_aux"]
         return losses

@@ -27,6 +27,7 @@ METHODS = {
     "memotr": "trackformers.trackers.memotr:MeMOTR",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
     "qdtrack": "trackformers.trackers.qdtrack:QDTrack",
+    "qdtrack_detr": "trackformers.trackers.qdtrack:QDTrackDETR",
 }
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
