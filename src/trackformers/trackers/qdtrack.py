@@ -413,17 +413,18 @@ class QDTrackDETR(DetectorTraining, Tracker):
         losses = self.criterion(out, targets)
         total = self.criterion.total(losses)
         # The last layer's assignment: the queries whose boxes the set loss trains, per frame.
-        indices = self.criterion.matcher({"pred_logits": out["pred_logits"], "pred_boxes": out["pred_boxes"]},
-                                         targets)
+        # (The criterion matched them too; matching is deterministic, so these are its pairs.)
         embeds = self.embed(out["hs"][-1])                       # (2B, Q, D)
-        ids = [t.get("ids", torch.arange(len(t["labels"]))).long().to(embeds.device) for _, t in frames]
+        dev = embeds.device
+        indices = [(q.to(dev), t.to(dev)) for q, t in self.criterion.matcher(
+            {"pred_logits": out["pred_logits"], "pred_boxes": out["pred_boxes"]}, targets)]
+        ids = [t.get("ids", torch.arange(len(t["labels"]))).long().to(dev) for _, t in frames]
         pairs = []
         for b in range(len(clips)):
             (kq, kt), (rq, rt) = indices[2 * b], indices[2 * b + 1]
-            ref_ids = torch.full(embeds.shape[1:2], -1, dtype=torch.long, device=embeds.device)
-            ref_ids[rq.to(embeds.device)] = ids[2 * b + 1][rt.to(embeds.device)]
-            pairs.append((embeds[2 * b, kq.to(embeds.device)], embeds[2 * b + 1], ids[2 * b][kt.to(embeds.device)],
-                          ref_ids))
+            ref_ids = torch.full(embeds.shape[1:2], -1, dtype=torch.long, device=dev)  # unmatched: negatives
+            ref_ids[rq] = ids[2 * b + 1][rt]
+            pairs.append((embeds[2 * b, kq], embeds[2 * b + 1], ids[2 * b][kt], ref_ids))
         track = mean_track_losses(pairs, self.cfg.loss_track_weight, self.cfg.loss_track_aux_weight)
         losses.update(track)
         losses["loss"] = total + track["loss_track"] + track["loss_track_aux"]
