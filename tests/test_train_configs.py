@@ -22,7 +22,8 @@ def test_config_loads_and_its_model_config_is_valid(path):
 
 def test_configs_exist_for_every_method_and_the_synthetic_presets():
     names = {f"{p.parent.name}/{p.stem}" for p in CONFIGS}
-    assert {"motr/dancetrack", "motr/sportsmot", "motr/mot17", "motr/synth", "memotr/synth", "baseline/synth"} <= names
+    assert {"motr/dancetrack", "motr/sportsmot", "motr/mot17", "motr/synth", "memotr/synth", "baseline/synth",
+            "qdtrack/mot17", "qdtrack/synth"} <= names
 
 
 def test_baseline_uses_the_detector_and_input_size_of_motr_synth():
@@ -46,3 +47,24 @@ def test_sambamotr_configs_follow_the_official_longer_recipe():
     assert samba.model["detector"] == memotr.model["detector"] and samba.model["input"] == memotr.model["input"]
     assert (samba.optim, samba.epochs, samba.batch_size) == (memotr.optim, memotr.epochs, memotr.batch_size)
     assert samba.model["no_grad_frames"] < min(samba.data.sampler.lengths)
+
+
+def test_qdtrack_synth_uses_the_detector_input_and_data_of_motr_synth_and_takes_its_pretraining():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    motr, qd = load(TrainConfig, root / "motr/synth.yaml"), load(TrainConfig, root / "qdtrack/synth.yaml")
+    assert qd.model["method"] == "qdtrack_detr"
+    assert qd.model["detector"] == motr.model["detector"] and qd.model["input"] == motr.model["input"]
+    assert (qd.data.datasets, qd.data.scales, qd.data.crop_size) == (motr.data.datasets, motr.data.scales,
+                                                                     motr.data.crop_size)
+    assert qd.data.sampler.lengths == [2]  # a key and a reference frame
+    # `pretrained: runs/detector-synth/last` (a DetectorTraining / iou_baseline run) fills every
+    # detector weight: the same names and shapes under `detector.`
+    from trackformers.trackers.baseline import IoUBaseline
+    model, base = method_class("qdtrack_detr"), IoUBaseline
+    b = load(TrainConfig, root / "baseline/synth.yaml").model
+    m = dict(qd.model)
+    m.pop("method")
+    b.pop("method")
+    own = model(from_dict(model.Config, m)).state_dict()
+    det = base(from_dict(base.Config, b)).state_dict()
+    assert {k: v.shape for k, v in own.items() if k.startswith("detector.")} == {k: v.shape for k, v in det.items()}

@@ -101,3 +101,14 @@ def track_losses(key_embeds: Tensor, ref_embeds: Tensor, key_ids: Tensor, ref_id
     cos = F.normalize(key_embeds, dim=1) @ F.normalize(ref_embeds, dim=1).t()
     return {"loss_track": weight * multi_pos_cross_entropy(sim, targets),
             "loss_track_aux": aux_weight * l2_aux_loss(cos, targets)}
+
+
+def mean_track_losses(pairs: list[tuple[Tensor, Tensor, Tensor, Tensor]], weight: float = 0.25,
+                      aux_weight: float = 1.0) -> dict[str, Tensor]:
+    """`track_losses` averaged over the key / reference pairs of a batch: each pair is
+    (key_embeds, ref_embeds, key_ids, ref_ids) as `track_losses` takes them."""
+    total = {"loss_track": 0.0, "loss_track_aux": 0.0}
+    for pair in pairs:
+        for k, v in track_losses(*pair, weight, aux_weight).items():
+            total[k] = total[k] + v / len(pairs)
+    return total

@@ -48,7 +48,14 @@ class DetectorTraining(nn.Module):
         A frame is (normalised image (3, H, W), {"labels" (n,), "boxes" (n, 4) normalised cxcywh}).
         Returns the unweighted terms plus their weighted sum under "loss".
         """
-        frames = [frame for clip in clips for frame in clip]
+        outputs, targets = self.frame_outputs([frame for clip in clips for frame in clip])
+        losses = self.criterion(outputs, targets)
+        losses["loss"] = self.criterion.total(losses)
+        return losses
+
+    def frame_outputs(self, frames: list[tuple[Tensor, dict]]) -> tuple[dict, list[dict]]:
+        """The detector's outputs (see `DeformableDETR.forward`) for frames as one batch, and
+        their targets as the criterion takes them."""
         images, masks = pad_images([image for image, _ in frames], self.cfg.size_divisibility)
         # Boxes are normalised by each image's own size; padding only extends the canvas, and
         # the model predicts relative to the valid region (valid ratios), so they stay as they are.
@@ -57,9 +64,7 @@ class DetectorTraining(nn.Module):
             enc = checkpoint(self.detector.encode, images, masks, use_reentrant=False)
         else:
             enc = self.detector.encode(images, masks)
-        losses = self.criterion(self.detector.decode(enc), targets)
-        losses["loss"] = self.criterion.total(losses)
-        return losses
+        return self.detector.decode(enc), targets
 
 
 def fit(model: DetectorTraining, frames: list[tuple[Tensor, dict]], steps: int, lr: float = 2e-4,

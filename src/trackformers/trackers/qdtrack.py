@@ -1,4 +1,7 @@
-"""QDTrack (Pang et al., CVPR 2021): quasi-dense similarity learning on Faster R-CNN.
+"""QDTrack (Pang et al., CVPR 2021): quasi-dense similarity learning on Faster R-CNN
+(`QDTrack`, method "qdtrack") and on our Deformable DETR (`QDTrackDETR`, "qdtrack_detr", see
+its section at the end: decoder queries stand in for RoIs). Both share the memo tracker, its
+settings (`QDTrackerConfig`), the embed head and the losses.
 
 Training (a key and a reference frame of one clip): the detection losses of the key frame,
 then RoIs of both frames (the key frame's training proposals, the reference frame's test
@@ -21,13 +24,15 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-from trackformers.models.detector import pad_images
-from trackformers.models.quasi_dense import QuasiDenseEmbedHead, track_losses
+from trackformers.models.criterion import LossConfig
+from trackformers.models.detector import DetectorConfig, pad_images
+from trackformers.models.quasi_dense import QuasiDenseEmbedHead, mean_track_losses
 from trackformers.models.rcnn.faster_rcnn import FasterRCNN, FasterRCNNConfig
 from trackformers.models.rcnn.roi_head import rois_of
 from trackformers.models.rcnn.sampling import AssignerConfig, SamplerConfig, sample
 from trackformers.ops.box_ops import box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
-from trackformers.trackers.tracker import Tracker
+from trackformers.models.train_detector import DetectorTraining
+from trackformers.trackers.tracker import InputConfig, Tracker
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,6 +179,19 @@ def update_memo(memo: QDMemo, ids: Tensor, boxes: Tensor, embeds: Tensor, labels
                   frame=frame + 1, next_id=memo.next_id + n_new)
 
 
+def memo_step(memo: QDMemo, boxes: Tensor, scores: Tensor, labels: Tensor, embeds: Tensor, cfg,
+              orig_size: tuple[int, int]) -> tuple[dict[str, Tensor], QDMemo]:
+    """`associate` one frame's detections (xyxy pixels of the original (h, w) frame) and report
+    the tracked ones as the tracker contract's result (boxes normalised cxcywh)."""
+    order, ids, memo = associate(memo, boxes, scores, labels, embeds, cfg)
+    shown = ids >= 0
+    sel = order[shown]
+    oh, ow = orig_size
+    size = boxes.new_tensor([ow, oh, ow, oh])
+    return {"ids": ids[shown], "boxes": box_xyxy_to_cxcywh(boxes[sel] / size), "scores": scores[sel],
+            "labels": labels[sel]}, memo
+
+
 # ---------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------
@@ -199,16 +217,9 @@ class EmbedConfig:
 
 
 @dataclass
-class QDTrackConfig:
-    detector: FasterRCNNConfig = field(default_factory=FasterRCNNConfig)
-    embed: EmbedConfig = field(default_factory=EmbedConfig)
-    input: QDTrackInputConfig = field(default_factory=QDTrackInputConfig)
-    size_divisibility: int = 32
-    loss_track_weight: float = 0.25       # MultiPosCrossEntropyLoss
-    loss_track_aux_weight: float = 1.0    # L2Loss (neg margin 0.1, neg:pos <= 3, hard mining)
-    track_rois: int = 256                 # RoIs sampled per frame for the embeddings (half positive)
-    grad_checkpointing: bool = False      # accepted for the training engine; not used
-    # tracker (mmtracking QuasiDenseTracker; defaults: the MOT17 config)
+class QDTrackerConfig:
+    """The memo tracker's settings (mmtracking QuasiDenseTracker; defaults: the MOT17 config),
+    shared by QDTrack on Faster R-CNN and on Deformable DETR."""
     init_score_thr: float = 0.9
     obj_score_thr: float = 0.5
     match_score_thr: float = 0.5
@@ -228,6 +239,18 @@ class QDTrackConfig:
             raise ValueError(f"memo_momentum must be in [0, 1], got {self.memo_momentum}")
 
 
+@dataclass
+class QDTrackConfig(QDTrackerConfig):
+    detector: FasterRCNNConfig = field(default_factory=FasterRCNNConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    input: QDTrackInputConfig = field(default_factory=QDTrackInputConfig)
+    size_divisibility: int = 32
+    loss_track_weight: float = 0.25       # MultiPosCrossEntropyLoss
+    loss_track_aux_weight: float = 1.0    # L2Loss (neg margin 0.1, neg:pos <= 3, hard mining)
+    track_rois: int = 256                 # RoIs sampled per frame for the embeddings (half positive)
+    grad_checkpointing: bool = False      # accepted for the training engine; not used
+
+
 TRACK_ASSIGNER = AssignerConfig(pos_iou_thr=0.7, neg_iou_thr=0.5, min_pos_iou=0.5, match_low_quality=False)
 TRACK_SAMPLER = SamplerConfig(num=256, pos_fraction=0.5, neg_pos_ub=3, add_gt_as_proposals=True,
                               instance_balanced=True)
@@ -239,6 +262,12 @@ def pixel_targets(target: dict, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     boxes = box_cxcywh_to_xyxy(target["boxes"].float()) * torch.tensor([w, h, w, h], device=image.device)
     ids = target.get("ids", torch.arange(len(boxes), device=image.device))
     return boxes, target["labels"].long(), ids.long()
+
+
+def key_ref_frames(clips: list[list[tuple[Tensor, dict]]]) -> tuple[list, list]:
+    """(key frames, reference frames) of clips: each clip's first and second frame (its first
+    again for a one-frame clip, as QDTrack trains on static images)."""
+    return [clip[0] for clip in clips], [clip[1] if len(clip) > 1 else clip[0] for clip in clips]
 
 
 class QDTrack(Tracker):
@@ -276,20 +305,13 @@ class QDTrack(Tracker):
         feats = self.detector.extract(images)
         boxes, scores, labels = self.detector.detect(feats, scale=[scale])[0]
         embeds = self.embed(feats, [boxes * scale])
-        order, ids, state = associate(state, boxes, scores, labels, embeds, self.cfg)
-        shown = ids >= 0
-        sel = order[shown]
-        size = image.new_tensor([ow, oh, ow, oh])
-        result = {"ids": ids[shown], "boxes": box_xyxy_to_cxcywh(boxes[sel] / size), "scores": scores[sel],
-                  "labels": labels[sel]}
-        return result, state
+        return memo_step(state, boxes, scores, labels, embeds, self.cfg, (oh, ow))
 
     # -- training -------------------------------------------------------------------------
     def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
         """Key frame = a clip's first frame, reference = its second (the same image for
         one-frame clips, as QDTrack on static images). Returns the terms and their sum "loss"."""
-        keys = [clip[0] for clip in clips]
-        refs = [clip[1] if len(clip) > 1 else clip[0] for clip in clips]
+        keys, refs = key_ref_frames(clips)
         key_images, _ = pad_images([im for im, _ in keys], self.cfg.size_divisibility)
         ref_images, _ = pad_images([im for im, _ in refs], self.cfg.size_divisibility)
         key_t = [pixel_targets(t, im) for im, t in keys]
@@ -307,15 +329,103 @@ class QDTrack(Tracker):
         key_embeds = self.embed(feats, [s.boxes[:s.num_pos] for s in key_samples]).split(
             [s.num_pos for s in key_samples])
         ref_embeds = self.embed(ref_feats, [s.boxes for s in ref_samples]).split([len(s.boxes) for s in ref_samples])
-        track = {"loss_track": 0.0, "loss_track_aux": 0.0}
+        pairs = []
         for ks, rs, ke, re, (_, _, kid), (_, _, rid) in zip(key_samples, ref_samples, key_embeds, ref_embeds,
                                                            key_t, ref_t):
             ref_ids = torch.cat([rid[rs.gt_index], torch.full((len(rs.boxes) - rs.num_pos,), -1,
                                                               dtype=torch.long, device=rid.device)])
-            pair = track_losses(ke, re, kid[ks.gt_index], ref_ids, self.cfg.loss_track_weight,
-                                self.cfg.loss_track_aux_weight)
-            for k in track:
-                track[k] = track[k] + pair[k] / len(clips)
+            pairs.append((ke, re, kid[ks.gt_index], ref_ids))
+        track = mean_track_losses(pairs, self.cfg.loss_track_weight, self.cfg.loss_track_aux_weight)
         losses.update(track)
         losses["loss"] = sum(losses.values())
+        return losses
+
+
+# ---------------------------------------------------------------------------------------
+# QDTrack on Deformable DETR
+# ---------------------------------------------------------------------------------------
+# The decoder queries are DETR's region candidates: each query's last-layer embedding has
+# already pooled the image at and around its box (deformable attention), so the quasi-dense
+# head embeds those vectors (`QuasiDenseEmbedHead` without convs, 1x1 "RoIs": FC + ReLU + FC)
+# instead of RoIAlign crops, which a DETR has no FPN pipeline or proposals for. Every query of
+# the reference frame is a contrast candidate (the dense part: Q per frame, matched or not);
+# a key query's positives are the reference queries Hungarian-matched to the same object id.
+def _detr() -> DetectorConfig:
+    return DetectorConfig(num_classes=1, with_box_refine=True, dropout=0.0, num_queries=300)
+
+
+@dataclass
+class QDTrackDETRConfig(QDTrackerConfig):
+    detector: DetectorConfig = field(default_factory=_detr)
+    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(num_convs=0))
+    input: InputConfig = field(default_factory=InputConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    loss_track_weight: float = 0.25       # as QDTrack on Faster R-CNN
+    loss_track_aux_weight: float = 1.0
+    score_thr: float = 0.05               # queries below this are no detections (the R-CNN test score_thr)
+    max_per_img: int = 100                # most confident queries passed to the memo
+    grad_checkpointing: bool = False      # recompute backbone + encoder in backward
+    size_divisibility: int = 1            # pad batched training frames to a multiple of this
+
+
+class QDTrackDETR(DetectorTraining, Tracker):
+    """Deformable DETR + quasi-dense embedding of its decoder queries + the bi-softmax memo."""
+
+    Config = QDTrackDETRConfig
+
+    def __init__(self, cfg: QDTrackDETRConfig):
+        super().__init__(cfg)
+        e = cfg.embed
+        if e.num_convs:
+            raise ValueError("qdtrack_detr embeds decoder query vectors: embed.num_convs must be 0")
+        self.embed_head = QuasiDenseEmbedHead(cfg.detector.hidden_dim, 0, e.conv_channels, 1, e.fc_channels,
+                                              e.embed_channels, e.gn_groups)
+
+    def embed(self, hs: Tensor) -> Tensor:
+        """Last-layer query embeddings (..., C) -> quasi-dense embeddings (..., D)."""
+        return self.embed_head(hs.reshape(-1, hs.shape[-1])).view(*hs.shape[:-1], self.cfg.embed.embed_channels)
+
+    def new_state(self) -> QDMemo:
+        return QDMemo.empty(self.cfg.embed.embed_channels, self.embed_head.fc_embed.weight.device)
+
+    @torch.no_grad()
+    def track(self, image: Tensor, state: QDMemo, orig_size: tuple[int, int] | None = None
+              ) -> tuple[dict[str, Tensor], QDMemo]:
+        """One frame: queries scoring > score_thr (best class, at most max_per_img) are the
+        detections; their boxes in the original frame's pixels go to the memo (as the R-CNN
+        variant's, so IoU thresholds mean the same)."""
+        oh, ow = orig_size or tuple(image.shape[-2:])
+        out = self.detector(image[None])
+        scores, labels = out["pred_logits"][0].sigmoid().max(-1)
+        top = scores.argsort(descending=True)[:self.cfg.max_per_img]
+        top = top[scores[top] > self.cfg.score_thr]
+        boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0][top]) * image.new_tensor([ow, oh, ow, oh])
+        return memo_step(state, boxes, scores[top], labels[top], self.embed(out["hs"][-1][0][top]), self.cfg,
+                         (oh, ow))
+
+    def training_loss(self, clips: list[list[tuple[Tensor, dict]]]) -> dict[str, Tensor]:
+        """The DETR set loss of the key and reference frames (both are decoded anyway) plus the
+        quasi-dense losses from key to reference frame. Detection terms are unweighted (as
+        `DetectorTraining`), the track terms weighted; "loss" is the weighted total."""
+        keys, refs = key_ref_frames(clips)
+        frames = [f for pair in zip(keys, refs) for f in pair]  # key, ref, key, ref, ...
+        out, targets = self.frame_outputs(frames)
+        losses = self.criterion(out, targets)
+        total = self.criterion.total(losses)
+        # The last layer's assignment: the queries whose boxes the set loss trains, per frame.
+        # (The criterion matched them too; matching is deterministic, so these are its pairs.)
+        embeds = self.embed(out["hs"][-1])                       # (2B, Q, D)
+        dev = embeds.device
+        indices = [(q.to(dev), t.to(dev)) for q, t in self.criterion.matcher(
+            {"pred_logits": out["pred_logits"], "pred_boxes": out["pred_boxes"]}, targets)]
+        ids = [t.get("ids", torch.arange(len(t["labels"]))).long().to(dev) for _, t in frames]
+        pairs = []
+        for b in range(len(clips)):
+            (kq, kt), (rq, rt) = indices[2 * b], indices[2 * b + 1]
+            ref_ids = torch.full(embeds.shape[1:2], -1, dtype=torch.long, device=dev)  # unmatched: negatives
+            ref_ids[rq] = ids[2 * b + 1][rt]
+            pairs.append((embeds[2 * b, kq], embeds[2 * b + 1], ids[2 * b][kt], ref_ids))
+        track = mean_track_losses(pairs, self.cfg.loss_track_weight, self.cfg.loss_track_aux_weight)
+        losses.update(track)
+        losses["loss"] = total + track["loss_track"] + track["loss_track_aux"]
         return losses

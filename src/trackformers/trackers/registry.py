@@ -30,6 +30,7 @@ METHODS = {
     "trackformer": "trackformers.trackers.trackformer:Trackformer",
     "iou_baseline": "trackformers.trackers.baseline:IoUBaseline",
     "qdtrack": "trackformers.trackers.qdtrack:QDTrack",
+    "qdtrack_detr": "trackformers.trackers.qdtrack:QDTrackDETR",
 }
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
