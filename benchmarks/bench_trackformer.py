@@ -28,7 +28,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--shared", default=os.environ.get("TRACKFORMERS_SHARED", str(here.parent.parent / "shared")))
+    parser.add_argument("--msda", choices=["gather", "grid_sample"], default="gather",
+                        help="CPU deformable-attention form (ops.msda, TRACKFORMERS_MSDA)")
     args = parser.parse_args()
+    os.environ["TRACKFORMERS_MSDA"] = args.msda
     fixture = Path(args.shared) / "fixtures" / "trackformer"
     if not fixture.is_dir():
         print(f"--shared {args.shared}: no fixtures/trackformer there", file=sys.stderr)
@@ -55,7 +58,7 @@ def main() -> int:
     ours = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
     print(json.dumps({
         "model": "trackformer MOT17 private config (fixture weights), input 800x1200",
-        "threads": args.threads, "frames": len(seconds),
+        "threads": args.threads, "msda": args.msda, "frames": len(seconds),
         "seconds_first_frame": round(seconds[0], 3),
         "seconds_per_frame": round(ours, 3),
         "official_seconds_per_frame": OFFICIAL_SECONDS_PER_FRAME,

@@ -62,11 +62,12 @@ def test_forward_matches_naive_loop():
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_gather_form_matches_naive_loop_and_runs_without_autograd_on_cpu():
+def test_gather_form_matches_naive_loop_and_runs_without_autograd_on_cpu(monkeypatch):
     value, shapes, starts, loc, attn = make_inputs(N=2, Lq=4, M=3, D=2, P=3, seed=3)
     ref = naive_ms_deform_attn(value, shapes.tolist(), starts.tolist(), loc, attn)
     torch.testing.assert_close(ms_deform_attn_gather(value, shapes, starts, loc, attn), ref, rtol=1e-12, atol=1e-12)
-    with torch.no_grad():  # the CPU inference path of ms_deform_attn
+    monkeypatch.setenv("TRACKFORMERS_MSDA", "gather")
+    with torch.no_grad():  # the opt-in CPU inference path of ms_deform_attn
         torch.testing.assert_close(ms_deform_attn(value, shapes, starts, loc, attn), ref, rtol=1e-12, atol=1e-12)
 
 
